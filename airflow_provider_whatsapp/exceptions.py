@@ -1,0 +1,175 @@
+"""Errors raised by the WhatsApp Business provider.
+
+Graph answers almost every error with HTTP 400, so the class of an error is decided by its Graph
+``code`` (and ``is_transient``), following the classification in the project's Graph reference.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+# Codes from the reference, by what a client should do about them.
+TRANSIENT_CODES = frozenset({1, 2, 131000, 131016, 133004})
+THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, 80007})
+BLOCKED_CODES = frozenset({133016, 133008, 133015})
+
+EXCERPT_LENGTH = 200
+
+
+class WhatsAppProviderError(Exception):
+    """Base class of every error this provider raises."""
+
+
+class InvalidInputError(WhatsAppProviderError, AirflowFailException, ValueError):
+    """
+    A parameter failed validation; raised before any request is sent.
+
+    Airflow fails the task without retrying it: the same input would fail again.
+
+    :param field: the parameter that is wrong.
+    :param rule: what the parameter must look like.
+    """
+
+    def __init__(self, field: str, rule: str) -> None:
+        self.field = field
+        self.rule = rule
+        super().__init__(f"{field}: {rule}")
+
+
+class GraphAPIError(WhatsAppProviderError):
+    """
+    An error answered by the Graph API, or a response that could not be understood.
+
+    :param message: Graph's ``message``, or a description of the unreadable response.
+    :param code: Graph error ``code`` (``None`` when the body held no Graph error).
+    :param error_subcode: Graph ``error_subcode``.
+    :param type: Graph error ``type`` (for example ``OAuthException``).
+    :param error_user_title: Graph ``error_user_title``.
+    :param error_user_msg: Graph ``error_user_msg``.
+    :param fbtrace_id: Graph ``fbtrace_id``, the ID Meta support asks for.
+    :param is_transient: Graph ``is_transient``.
+    :param http_status: the HTTP status of the response (``None`` when no response arrived).
+    :param details: ``error_data.details`` when Graph gave it.
+    :param excerpt: the start of a body that was not a Graph JSON answer.
+    :param retry_after: seconds Graph asked to wait (``Retry-After`` or the usage headers), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        error_subcode: int | None = None,
+        type: str | None = None,  # noqa: A002 - Graph's own name for the field
+        error_user_title: str | None = None,
+        error_user_msg: str | None = None,
+        fbtrace_id: str | None = None,
+        is_transient: bool = False,
+        http_status: int | None = None,
+        details: str | None = None,
+        excerpt: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.retry_after = retry_after
+        self.code = code
+        self.error_subcode = error_subcode
+        self.type = type
+        self.error_user_title = error_user_title
+        self.error_user_msg = error_user_msg
+        self.fbtrace_id = fbtrace_id
+        self.is_transient = is_transient
+        self.http_status = http_status
+        self.details = details
+        self.excerpt = excerpt
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = [f"Graph API error: {self.message}"]
+        fields = [
+            ("code", self.code),
+            ("subcode", self.error_subcode),
+            ("type", self.type),
+            ("http_status", self.http_status),
+            ("fbtrace_id", self.fbtrace_id),
+            ("retry_after", self.retry_after),
+        ]
+        parts.append(", ".join(f"{name}={value}" for name, value in fields if value is not None))
+        if self.error_user_title or self.error_user_msg:
+            parts.append(f"user message: {self.error_user_title or ''} {self.error_user_msg or ''}".strip())
+        if self.details:
+            parts.append(f"details: {self.details}")
+        if self.excerpt is not None:
+            parts.append(f"body: {self.excerpt!r}")
+        return " | ".join(part for part in parts if part)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the error's fields as plain values, for XCom reports."""
+        return {
+            "error_class": type(self).__name__,
+            "message": self.message,
+            "code": self.code,
+            "error_subcode": self.error_subcode,
+            "type": self.type,
+            "error_user_title": self.error_user_title,
+            "error_user_msg": self.error_user_msg,
+            "fbtrace_id": self.fbtrace_id,
+            "is_transient": self.is_transient,
+            "http_status": self.http_status,
+            "details": self.details,
+            "retry_after": self.retry_after,
+        }
+
+
+class GraphTransientError(GraphAPIError):
+    """A Graph error worth retrying with backoff (server trouble, ``is_transient``, HTTP 5xx)."""
+
+
+class GraphThrottledError(GraphAPIError):
+    """Graph refused the call because a rate limit was hit; retry after ``retry_after`` seconds."""
+
+
+class GraphPermanentError(GraphAPIError, AirflowFailException):
+    """
+    A Graph error that retrying cannot fix (bad parameter, token, permission).
+
+    Airflow fails the task without spending its retries on it.
+    """
+
+
+class GraphBlockedError(GraphPermanentError):
+    """
+    The number is blocked for a long time (for example the 72-hour register block, 133016).
+
+    :param blocked_until: when the block ends, if Graph said so or it is known.
+    """
+
+    def __init__(self, message: str, *, blocked_until: datetime | None = None, **kwargs: Any) -> None:
+        self.blocked_until = blocked_until
+        super().__init__(message, **kwargs)
+
+    def _describe(self) -> str:
+        text = super()._describe()
+        if self.blocked_until is not None:
+            text += f" | blocked until {self.blocked_until.isoformat()}"
+        return text
+
+
+class GraphConnectionError(GraphAPIError):
+    """
+    No usable answer arrived: refused, reset, dropped or timed out.
+
+    :param request_sent: whether the request may have reached Graph (so it may have been applied).
+    """
+
+    def __init__(self, message: str, *, request_sent: bool, **kwargs: Any) -> None:
+        self.request_sent = request_sent
+        kwargs.setdefault("is_transient", True)
+        super().__init__(message, **kwargs)
+
+
+class GraphResponseError(GraphTransientError):
+    """The response was not a Graph JSON answer (an HTML page, an empty or truncated body)."""

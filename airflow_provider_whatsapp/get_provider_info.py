@@ -1,0 +1,93 @@
+"""Provider metadata Airflow reads through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_whatsapp import __version__
+
+INTEGRATION = "WhatsApp Business"
+CONN_TYPE = "whatsapp_business"
+
+CONNECTION_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port", "login"],
+    "relabeling": {"password": "Access token", "host": "Graph API host"},
+    "placeholders": {
+        "password": "System User access token (EAA...)",
+        "host": "https://graph.facebook.com",
+    },
+}
+
+CONNECTION_FIELDS: dict[str, Any] = {
+    "api_version": {
+        "label": "Graph API version",
+        "description": "Graph API version to call, vNN.N (default v26.0).",
+        "schema": {"type": ["string", "null"], "pattern": r"^v\d{1,3}\.\d$", "default": "v26.0"},
+    },
+    "waba_id": {
+        "label": "WhatsApp Business Account ID",
+        "description": "Default WABA for operators that do not name one.",
+        "schema": {"type": ["string", "null"], "pattern": r"^\d+$"},
+    },
+    "app_secret": {
+        "label": "App secret",
+        "description": "Signs every call with appsecret_proof (needed when the app requires it).",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "description": "Seconds to wait for each Graph response (default 30).",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider's metadata in the format of Airflow's ``provider_info.schema.json``."""
+    return {
+        "package-name": "airflow-provider-whatsapp",
+        "name": "WhatsApp Business",
+        "description": "Onboard WhatsApp Business phone numbers through Meta's Graph API.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://developers.facebook.com/docs/whatsapp/business-management-api",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_provider_whatsapp.hooks.whatsapp"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_provider_whatsapp.operators.phone_numbers"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_provider_whatsapp.sensors.phone_numbers"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["airflow_provider_whatsapp.triggers.phone_numbers"],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_whatsapp.hooks.whatsapp.WhatsAppBusinessHook",
+                "hook-name": "WhatsApp Business",
+                "connection-type": CONN_TYPE,
+                "ui-field-behaviour": CONNECTION_UI_FIELD_BEHAVIOUR,
+                "conn-fields": CONNECTION_FIELDS,
+            }
+        ],
+        "extra-links": ["airflow_provider_whatsapp.links.whatsapp_manager.WhatsAppManagerPhoneNumberLink"],
+    }

@@ -1,0 +1,109 @@
+"""What every WhatsApp Business operator shares: the connection, the hook, input checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_whatsapp import validation
+from airflow_provider_whatsapp.exceptions import GraphAPIError, InvalidInputError, WhatsAppProviderError
+
+if TYPE_CHECKING:
+    import jinja2
+    from airflow.sdk import Context
+
+    from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
+
+WHATSAPP_GREEN = "#25D366"
+ERROR_XCOM_KEY = "whatsapp_error"
+
+
+def error_details(error: WhatsAppProviderError) -> dict[str, Any]:
+    """Plain values describing a provider error, safe for XCom (no secrets ever reach them)."""
+    if isinstance(error, GraphAPIError):
+        return error.to_dict()
+    if isinstance(error, InvalidInputError):
+        return {"error_class": type(error).__name__, "message": str(error), "field": error.field}
+    return {"error_class": type(error).__name__, "message": str(error)}
+
+
+class WhatsAppHookMixin:
+    """Gives an operator or sensor its hook, from its ``whatsapp_conn_id``."""
+
+    whatsapp_conn_id: str
+
+    @cached_property
+    def hook(self) -> WhatsAppBusinessHook:
+        """The hook for this task's connection, created on first use."""
+        # Imported here: parsing a DAG file must not pay for requests and tenacity.
+        from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
+
+        return WhatsAppBusinessHook(whatsapp_conn_id=self.whatsapp_conn_id)
+
+
+class WhatsAppBaseOperator(WhatsAppHookMixin, BaseOperator):
+    """
+    Base class of the WhatsApp Business operators; no HTTP happens here, only in the hook.
+
+    :param whatsapp_conn_id: the Airflow connection of type ``whatsapp_business``.
+    """
+
+    ui_color = WHATSAPP_GREEN
+
+    def __init__(self, *, whatsapp_conn_id: str = "whatsapp_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.whatsapp_conn_id = whatsapp_conn_id
+
+    def execute(self, context: Context) -> Any:
+        try:
+            return self.execute_graph(context)
+        except WhatsAppProviderError as error:
+            # Kept beside the failed task so that a report task downstream can say why.
+            context["ti"].xcom_push(key=ERROR_XCOM_KEY, value=error_details(error))
+            raise
+
+    def execute_graph(self, context: Context) -> Any:
+        """The operator's work; errors it raises are also recorded under the XCom key ``whatsapp_error``."""
+        raise NotImplementedError
+
+
+class WhatsAppPhoneNumberBaseOperator(WhatsAppBaseOperator):
+    """
+    Base class of operators that act on one existing phone number.
+
+    :param phone_number_id: the phone-number ID, for example ``create.output`` or
+        ``"{{ ti.xcom_pull(task_ids='create_phone_number') }}"`` (templated).
+    :param whatsapp_conn_id: the Airflow connection of type ``whatsapp_business`` (templated).
+    """
+
+    def __init__(self, *, phone_number_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.phone_number_id = phone_number_id
+
+    def checked_phone_number_id(self) -> str:
+        """The rendered ``phone_number_id``, checked to be a numeric Graph ID."""
+        return validation.graph_id("phone_number_id", self.phone_number_id)
+
+
+class SecretTemplateFieldsMixin:
+    """
+    Masks secret template fields (PIN, verification code) as soon as they are rendered.
+
+    Airflow stores a task's rendered template fields right after rendering, before ``execute``;
+    registering the values with the secrets masker here keeps them out of the Rendered
+    Templates view as well as out of every later log line.
+    """
+
+    secret_fields: Sequence[str] = ()
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        super().render_template_fields(context, jinja_env)  # type: ignore[misc]
+        from airflow.sdk.log import mask_secret
+
+        for name in self.secret_fields:
+            value = getattr(self, name, None)
+            if value not in (None, ""):
+                mask_secret(str(value), name)

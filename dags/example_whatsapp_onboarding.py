@@ -1,0 +1,121 @@
+"""Onboard one WhatsApp Business number end to end, the new ID flowing by XCom through every step.
+
+create -> request code -> (a human enters the code | the sandbox's code) -> verify -> register
+-> wait, deferred, until CONNECTED -> summary.
+
+In production the code arrives by SMS: set ``unattended`` to false and a person types it into the
+``enter_code`` form (Airflow's Human-in-the-loop). Against the Graph sandbox the DAG runs
+unattended and reads the code the sandbox sent. The two-step PIN comes from the Airflow Variable
+``whatsapp_two_step_pin``, never from the DAG file.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import HITLEntryOperator
+from airflow.sdk import DAG, Param, task
+
+from airflow_provider_whatsapp.operators.phone_numbers import (
+    CreatePhoneNumberOperator,
+    RegisterPhoneNumberOperator,
+    RequestVerificationCodeOperator,
+    VerifyCodeOperator,
+)
+from airflow_provider_whatsapp.sandbox.client import read_verification_code
+from airflow_provider_whatsapp.sensors.phone_numbers import PhoneNumberStatusSensor
+
+# The code is rendered straight into the verify task, where it is masked: it never passes
+# through XCom of ours (the Human-in-the-loop form keeps what the person typed).
+VERIFICATION_CODE = (
+    "{% if params.unattended %}"
+    "{{ sandbox_verification_code(conn.whatsapp_default.host, ti.xcom_pull(task_ids='create_phone_number')) }}"
+    "{% else %}"
+    "{{ ti.xcom_pull(task_ids='enter_code')['params_input']['code'] }}"
+    "{% endif %}"
+)
+
+with DAG(
+    dag_id="example_whatsapp_onboarding",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["example", "whatsapp"],
+    user_defined_macros={"sandbox_verification_code": read_verification_code},
+    params={
+        "cc": Param("1", type="string", description="Country dial code, without +"),
+        "phone_number": Param("5550100001", type="string", description="Number without the country code"),
+        "verified_name": Param("Acme Support", type="string", minLength=2, maxLength=75),
+        "unattended": Param(True, type="boolean", description="Read the code from the Graph sandbox"),
+    },
+) as dag:
+    # [START howto_operator_onboarding_create]
+    create_phone_number = CreatePhoneNumberOperator(
+        task_id="create_phone_number",
+        cc="{{ params.cc }}",
+        phone_number="{{ params.phone_number }}",
+        verified_name="{{ params.verified_name }}",
+    )
+    # [END howto_operator_onboarding_create]
+
+    # [START howto_operator_request_verification_code]
+    request_code = RequestVerificationCodeOperator(
+        task_id="request_code",
+        phone_number_id=create_phone_number.output,
+        code_method="SMS",
+        language="en_US",
+    )
+    # [END howto_operator_request_verification_code]
+
+    @task.branch
+    def code_source(params: dict[str, Any]) -> str:
+        return "verify_code" if params["unattended"] else "enter_code"
+
+    # [START howto_operator_hitl_code]
+    enter_code = HITLEntryOperator(
+        task_id="enter_code",
+        subject="WhatsApp verification code",
+        body="Enter the 6-digit code that was sent to the new number.",
+        params={"code": Param("", type="string", pattern="^[0-9]{6}$")},
+        response_timeout=timedelta(minutes=10),
+    )
+    # [END howto_operator_hitl_code]
+
+    # [START howto_operator_verify_code]
+    verify_code = VerifyCodeOperator(
+        task_id="verify_code",
+        phone_number_id=request_code.output,
+        code=VERIFICATION_CODE,
+        trigger_rule="none_failed_min_one_success",
+    )
+    # [END howto_operator_verify_code]
+
+    # [START howto_operator_register]
+    register = RegisterPhoneNumberOperator(
+        task_id="register",
+        phone_number_id=verify_code.output,
+        pin_variable="whatsapp_two_step_pin",
+    )
+    # [END howto_operator_register]
+
+    # [START howto_sensor_phone_number_status]
+    wait_connected = PhoneNumberStatusSensor(
+        task_id="wait_connected",
+        phone_number_id=register.output,
+        target={"code_verification_status": "VERIFIED", "status": "CONNECTED"},
+        deferrable=True,
+        poke_interval=1,
+        timeout=600,
+    )
+    # [END howto_sensor_phone_number_status]
+
+    @task
+    def summary(node: dict[str, Any]) -> dict[str, Any]:
+        report = {key: node.get(key) for key in ("id", "code_verification_status", "status")}
+        print(f"Onboarded phone number {report['id']}: {report}")
+        return report
+
+    request_code >> code_source() >> [enter_code, verify_code]
+    enter_code >> verify_code
+    summary(wait_connected.output)

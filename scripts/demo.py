@@ -1,0 +1,56 @@
+"""Run an example DAG against the Graph sandbox with ``airflow dags test``; print what it made."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from airflow_provider_whatsapp.sandbox import FIXED_TEST_CODE, GraphSandbox
+
+REPO = Path(__file__).resolve().parent.parent
+HOME = REPO / ".demo" / "airflow"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dag-id", default="example_whatsapp_create_phone_number")
+    parser.add_argument("--conf", default='{"cc": "1", "phone_number": "5550100001", "verified_name": "Acme Support"}')
+    args = parser.parse_args()
+
+    HOME.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        AIRFLOW_HOME=str(HOME),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{HOME}/airflow.db",
+    )
+    airflow = str(Path(sys.executable).parent / "airflow")
+    log_path = HOME / "demo.log"
+    with GraphSandbox(fixed_code=FIXED_TEST_CODE, connect_delay=2.0) as sandbox, log_path.open("w") as log:
+        env["AIRFLOW_CONN_WHATSAPP_DEFAULT"] = sandbox.airflow_conn_json()
+        print(f"Graph sandbox on {sandbox.url} (WABA {sandbox.default_waba_id})", flush=True)
+        print(f"Running {args.dag_id} with airflow dags test; log: {log_path}", flush=True)
+        steps = [[airflow, "db", "migrate"], [airflow, "dags", "test", args.dag_id, "--conf", args.conf]]
+        for step in steps:
+            done = subprocess.run(step, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=600, check=False)
+            if done.returncode != 0:
+                print(f"FAILED: {' '.join(step[1:3])} exited {done.returncode}; see {log_path}", file=sys.stderr)
+                return 1
+        numbers = sandbox.numbers()
+        if not numbers:
+            print(f"FAILED: the DAG created no phone number; see {log_path}", file=sys.stderr)
+            return 1
+        for number in numbers:
+            status = {k: number.get(k) for k in ("code_verification_status", "name_status", "status")}
+            print(f"New phone-number ID: {number['id']} ({number['display_phone_number']})")
+            print(f"Final status: {json.dumps(status)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

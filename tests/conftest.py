@@ -1,0 +1,156 @@
+"""Test set-up: a throwaway AIRFLOW_HOME with its own SQLite database, and hook fixtures.
+
+The environment is set at import time, before anything imports Airflow, so no test ever reads or
+writes the developer's own Airflow installation.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+_HOME = tempfile.mkdtemp(prefix="whatsapp-provider-airflow-home-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
+os.environ.pop("AIRFLOW_CONN_WHATSAPP_DEFAULT", None)
+
+from airflow_provider_whatsapp.hooks.graph import RetryPolicy  # noqa: E402
+
+# Retries in tests wait milliseconds; what the hook *asked* to wait is recorded and asserted.
+FAST_POLICY = RetryPolicy(
+    max_attempts=4,
+    max_total_wait=60.0,
+    backoff_initial=0.001,
+    backoff_max=0.005,
+    max_throttle_wait=30.0,
+    slowdown_wait=0.0,
+    exhausted_wait=1.0,
+)
+
+
+class SleepRecorder:
+    """Stands in for ``time.sleep``: records each wait and sleeps at most a few milliseconds."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        import time
+
+        self.waits.append(seconds)
+        time.sleep(min(seconds, 0.005))
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """Create the metadata database once per test session."""
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return _HOME
+
+
+@pytest.fixture
+def sleeps() -> SleepRecorder:
+    return SleepRecorder()
+
+
+@pytest.fixture
+def make_hook(whatsapp_connection: Any, sleeps: SleepRecorder) -> Iterator[Callable[..., Any]]:
+    """Build hooks on the sandbox connection; all are closed at teardown."""
+    from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
+
+    hooks: list[WhatsAppBusinessHook] = []
+
+    def make(**kwargs: Any) -> WhatsAppBusinessHook:
+        kwargs.setdefault("retry_policy", FAST_POLICY)
+        kwargs.setdefault("sleep", sleeps)
+        hook = WhatsAppBusinessHook(**kwargs)
+        hooks.append(hook)
+        return hook
+
+    yield make
+    for hook in hooks:
+        hook.close()
+
+
+@pytest.fixture
+def hook(make_hook: Callable[..., Any]) -> Any:
+    return make_hook()
+
+
+class DagRunResult:
+    """What one ``dag.test()`` run left in the metadata database."""
+
+    def __init__(self, dag_id: str, run_id: str, state: str) -> None:
+        from airflow import settings
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.models.xcom import XComModel
+        from sqlalchemy import select
+
+        self.dag_id = dag_id
+        self.run_id = run_id
+        self.state = state
+        with settings.Session() as session:
+            tis = session.scalars(
+                select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+            ).all()
+            self.task_states = {(ti.task_id, ti.map_index): str(ti.state) for ti in tis}
+            self.try_numbers = {(ti.task_id, ti.map_index): ti.try_number for ti in tis}
+            rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id)).all()
+            # Values pushed through the Task Execution API are stored as JSON and come back as is.
+            self.xcoms = {(x.task_id, x.key, x.map_index): x.value for x in rows}
+
+    def task_state(self, task_id: str, map_index: int = -1) -> str:
+        return self.task_states[(task_id, map_index)]
+
+    def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        return self.xcoms[(task_id, key, map_index)]
+
+
+@pytest.fixture
+def run_dag(airflow_db: str) -> Callable[..., DagRunResult]:
+    """Run an example DAG from ``dags/`` with ``dag.test()`` and return what it left behind."""
+
+    def run(dag_id: str, conf: dict[str, Any] | None = None) -> DagRunResult:
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        assert not bag.import_errors, bag.import_errors
+        dag = bag.get_dag(dag_id)
+        assert dag is not None, f"{dag_id} not found in dags/"
+        dag_run = dag.test(run_conf=conf)
+        return DagRunResult(dag_id, dag_run.run_id, str(dag_run.state))
+
+    return run
+
+
+@pytest.fixture
+def run_inline_dag(airflow_db: str) -> Callable[..., Any]:
+    """``dag.test()`` for a DAG built inside a test: it is written to the database first,
+    since Airflow 3.3 only runs serialized DAGs."""
+
+    def run(dag: Any, conf: dict[str, Any] | None = None) -> Any:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+        DagBundlesManager().sync_bundles_to_db()
+        bag = DagBag(dag_folder=os.devnull)
+        bag.bag_dag(dag)
+        sync_bag_to_db(bag, "dags-folder", None)
+        return dag.test(run_conf=conf)
+
+    return run

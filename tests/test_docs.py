@@ -1,0 +1,34 @@
+"""The docs' code snippets come from the example DAGs: every include must resolve."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+INCLUDE_RE = re.compile(
+    r"\.\. literalinclude:: (?P<path>\S+)\n(?:\s+:[a-z-]+:.*\n)*?"
+    r"\s+:start-after: (?P<start>.+)\n\s+:end-before: (?P<end>.+)\n"
+)
+
+
+def test_every_snippet_resolves_to_example_dag_code() -> None:
+    includes = []
+    for page in sorted((REPO / "docs").rglob("*.rst")):
+        for match in INCLUDE_RE.finditer(page.read_text() + "\n"):
+            source = (page.parent / match["path"]).resolve()
+            assert source.is_file(), f"{page}: {match['path']} does not exist"
+            text = source.read_text()
+            start, end = text.find(match["start"].strip()), text.find(match["end"].strip())
+            assert 0 <= start < end, f"{page}: markers {match['start']!r}..{match['end']!r} not in {source}"
+            assert text[start:end].count("\n") > 2, f"{page}: empty snippet {match['start']!r}"
+            includes.append(match["start"])
+    assert len(includes) >= 8
+
+
+def test_every_toctree_page_exists() -> None:
+    index = (REPO / "docs" / "index.rst").read_text()
+    pages = re.findall(r"^   (\S+)$", index, flags=re.MULTILINE)
+    assert pages
+    for page in pages:
+        assert (REPO / "docs" / f"{page}.rst").is_file(), page
