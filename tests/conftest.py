@@ -17,25 +17,16 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-_HOME = tempfile.mkdtemp(prefix="whatsapp-provider-airflow-home-")
+# Guarded so a second import of this module (under another name) cannot move the home mid-session.
+_HOME = os.environ.get("WHATSAPP_PROVIDER_TEST_HOME") or tempfile.mkdtemp(prefix="whatsapp-provider-airflow-home-")
+os.environ["WHATSAPP_PROVIDER_TEST_HOME"] = _HOME
 os.environ["AIRFLOW_HOME"] = _HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ.pop("AIRFLOW_CONN_WHATSAPP_DEFAULT", None)
 
-from airflow_provider_whatsapp.hooks.graph import RetryPolicy  # noqa: E402
-
-# Retries in tests wait milliseconds; what the hook *asked* to wait is recorded and asserted.
-FAST_POLICY = RetryPolicy(
-    max_attempts=4,
-    max_total_wait=60.0,
-    backoff_initial=0.001,
-    backoff_max=0.005,
-    max_throttle_wait=30.0,
-    slowdown_wait=0.0,
-    exhausted_wait=1.0,
-)
+from tests.policies import FAST_POLICY  # noqa: E402
 
 
 class SleepRecorder:
@@ -60,6 +51,11 @@ def airflow_db() -> str:
         capture_output=True,
         timeout=300,
     )
+    # Anything imported during collection may already hold pooled connections to the database
+    # file as it was before the migration; start the ORM afresh so every test sees the tables.
+    from airflow import settings
+
+    settings.reconfigure_orm()
     return _HOME
 
 

@@ -21,7 +21,7 @@ from airflow_provider_whatsapp.exceptions import (
 from airflow_provider_whatsapp.hooks.graph import USER_AGENT, RetryPolicy
 from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 from airflow_provider_whatsapp.sandbox import Fault
-from tests.conftest import FAST_POLICY
+from tests.policies import FAST_POLICY
 
 CREATE_PATH = r"/phone_numbers$"
 

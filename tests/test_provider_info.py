@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import airflow
 import jsonschema
 import pytest
 
-import airflow
 from airflow_provider_whatsapp.get_provider_info import get_provider_info
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
