@@ -106,4 +106,6 @@ class SecretTemplateFieldsMixin:
         for name in self.secret_fields:
             value = getattr(self, name, None)
             if value not in (None, ""):
-                mask_secret(str(value), name)
+                # No name: with one, the masker only hides values whose key looks sensitive
+                # ("password", "token"...), and "pin" or "code" do not.
+                mask_secret(str(value))

@@ -277,7 +277,7 @@ class WhatsAppPinBaseOperator(SecretTemplateFieldsMixin, WhatsAppPhoneNumberBase
         else:
             value, source = self.pin, "pin"
         if value not in (None, ""):
-            mask_secret(str(value), "pin")
+            mask_secret(str(value))
         return validation.six_digits(source, value)
 
 

@@ -1,0 +1,140 @@
+"""The PIN and the verification code never reach task logs, XCom, errors or the stored rendered fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from airflow_provider_whatsapp.sandbox import FIXED_TEST_CODE
+
+PIN = "918273"
+
+
+def _rendered_fields(dag_id: str, run_id: str) -> dict[str, Any]:
+    """What the Rendered Templates view shows: the rows Airflow stored for each task instance."""
+    from airflow import settings
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from sqlalchemy import select
+
+    with settings.Session() as session:
+        rows = session.scalars(
+            select(RenderedTaskInstanceFields).where(
+                RenderedTaskInstanceFields.dag_id == dag_id, RenderedTaskInstanceFields.run_id == run_id
+            )
+        ).all()
+        return {row.task_id: row.rendered_fields for row in rows}
+
+
+@pytest.fixture
+def sandbox(whatsapp_sandbox_factory: Any, monkeypatch: Any) -> Any:
+    sandbox = whatsapp_sandbox_factory(fixed_code=FIXED_TEST_CODE, connect_delay=0.0)
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_DEFAULT", sandbox.airflow_conn_json())
+    return sandbox
+
+
+def test_literal_pin_and_code_are_masked_everywhere(
+    sandbox: Any, run_inline_dag: Any, caplog: Any, capsys: Any, airflow_db: str
+) -> None:
+    from airflow.sdk import DAG
+
+    from airflow_provider_whatsapp.operators.phone_numbers import (
+        CreatePhoneNumberOperator,
+        RegisterPhoneNumberOperator,
+        RequestVerificationCodeOperator,
+        SetTwoStepVerificationPinOperator,
+        VerifyCodeOperator,
+    )
+
+    with DAG("test_lifecycle_secrets_literal", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        create = CreatePhoneNumberOperator(
+            task_id="create", cc="1", phone_number="5550109911", verified_name="Acme Secrets"
+        )
+        request = RequestVerificationCodeOperator(task_id="request", phone_number_id=create.output)
+        verify = VerifyCodeOperator(task_id="verify", phone_number_id=request.output, code=FIXED_TEST_CODE)
+        register = RegisterPhoneNumberOperator(task_id="register", phone_number_id=verify.output, pin=PIN)
+        SetTwoStepVerificationPinOperator(task_id="set_pin", phone_number_id=register.output, pin="{{ '" + PIN + "' }}")
+
+    with caplog.at_level(logging.DEBUG):
+        dag_run = run_inline_dag(dag)
+    assert str(dag_run.state) == "success"
+    # The secrets did reach Graph: the masking is not hiding an empty value.
+    [register_call] = sandbox.requests_to(method="POST", path=r"/register$")
+    assert register_call.body["pin"] == PIN
+    assert sandbox.requests_to(method="POST", path=r"/verify_code$")[0].body["code"] == FIXED_TEST_CODE
+
+    rendered = _rendered_fields(dag.dag_id, dag_run.run_id)
+    assert rendered["verify"]["code"] == "***"
+    assert rendered["register"]["pin"] == "***"
+    assert rendered["set_pin"]["pin"] == "***"
+
+    from tests.conftest import DagRunResult
+
+    result = DagRunResult(dag.dag_id, dag_run.run_id, str(dag_run.state))
+    captured = capsys.readouterr()
+    haystack = "\n".join(
+        [
+            caplog.text,
+            captured.out,
+            captured.err,
+            json.dumps(rendered, default=str),
+            repr(result.xcoms),
+        ]
+    )
+    assert PIN not in haystack
+    assert FIXED_TEST_CODE not in haystack
+    assert sandbox.token not in haystack
+
+
+def test_pin_from_variable_is_masked(sandbox: Any, run_inline_dag: Any, monkeypatch: Any, capsys: Any) -> None:
+    from airflow.sdk import DAG
+
+    from airflow_provider_whatsapp.operators.phone_numbers import (
+        CreatePhoneNumberOperator,
+        SetTwoStepVerificationPinOperator,
+    )
+
+    monkeypatch.setenv("AIRFLOW_VAR_WHATSAPP_TEST_PIN", PIN)
+    with DAG("test_lifecycle_secrets_variable", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        create = CreatePhoneNumberOperator(
+            task_id="create", cc="1", phone_number="5550109912", verified_name="Acme Secrets"
+        )
+        SetTwoStepVerificationPinOperator(
+            task_id="set_pin", phone_number_id=create.output, pin_variable="whatsapp_test_pin"
+        )
+    dag_run = run_inline_dag(dag)
+    assert str(dag_run.state) == "success"
+    assert sandbox.requests_to(method="POST", path=r"^/\d+$")[-1].body["pin"] == PIN
+    captured = capsys.readouterr()
+    rendered = _rendered_fields(dag.dag_id, dag_run.run_id)
+    assert PIN not in captured.out + captured.err + json.dumps(rendered, default=str)
+
+
+def test_wrong_code_error_does_not_echo_the_code(sandbox: Any, run_inline_dag: Any, capsys: Any) -> None:
+    from airflow.sdk import DAG
+
+    from airflow_provider_whatsapp.operators.phone_numbers import (
+        CreatePhoneNumberOperator,
+        RequestVerificationCodeOperator,
+        VerifyCodeOperator,
+    )
+
+    wrong = "654321"
+    with DAG("test_lifecycle_secrets_wrong_code", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        create = CreatePhoneNumberOperator(
+            task_id="create", cc="1", phone_number="5550109913", verified_name="Acme Secrets"
+        )
+        request = RequestVerificationCodeOperator(task_id="request", phone_number_id=create.output)
+        VerifyCodeOperator(task_id="verify", phone_number_id=request.output, code=wrong)
+    dag_run = run_inline_dag(dag)
+    assert str(dag_run.state) == "failed"
+    from tests.conftest import DagRunResult
+
+    result = DagRunResult(dag.dag_id, dag_run.run_id, str(dag_run.state))
+    error = result.xcom("verify", "whatsapp_error")
+    assert error["code"] == 100
+    captured = capsys.readouterr()
+    assert wrong not in captured.out + captured.err + repr(result.xcoms)
