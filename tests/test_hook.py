@@ -278,6 +278,33 @@ class TestErrors:
         assert len(sleeps.waits) == FAST_POLICY.max_attempts - 1
 
 
+class TestRateLimitPacing:
+    def test_usage_headers_are_kept_and_the_hook_paces_before_the_limit(
+        self, whatsapp_sandbox_factory: Any, monkeypatch: Any
+    ) -> None:
+        sandbox = whatsapp_sandbox_factory(rate_limit=10, rate_window=60.0)
+        monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_DEFAULT", sandbox.airflow_conn_json())
+        waits: list[float] = []
+
+        def sleep_on_sandbox_clock(seconds: float) -> None:
+            # The hook's waits move the sandbox's clock instead of the test's wall clock.
+            waits.append(seconds)
+            sandbox.clock.advance(seconds)
+
+        policy = RetryPolicy(max_attempts=2, slowdown_wait=0.0, max_throttle_wait=120.0)
+        hook = WhatsAppBusinessHook(retry_policy=policy, sleep=sleep_on_sandbox_clock)
+        node_id = create(hook, sandbox)["id"]
+        assert hook.usage is not None
+        assert hook.usage.percent == 10
+        for _ in range(28):
+            assert hook.get_phone_number(node_id)["id"] == node_id
+        # 29 calls at 10 per window: two full windows waited out, never a call past the limit.
+        assert sandbox.rejected_calls == 0
+        assert len([wait for wait in waits if wait > 0]) == 2
+        assert all(count <= 10 for count in sandbox.calls_per_window.values())
+        hook.close()
+
+
 class TestNoDuplicates:
     @pytest.mark.parametrize(
         "fault",

@@ -816,8 +816,9 @@ class GraphSandbox:
             percent = min(percent, 99)
         elif window.count >= self.rate_limit:
             reset_at = self._window_origin + (window.index + 1) * self.rate_window
-            # Real Graph sends whole minutes; scaled-down sandbox windows need the fraction.
-            regain = round(max(0.0, reset_at - self.clock.now()) / 60.0, 4)
+            # Real Graph sends whole minutes; scaled-down sandbox windows need the fraction. Rounded
+            # up, so a client that waits exactly this long never lands just before the reset.
+            regain = math.ceil(max(0.0, reset_at - self.clock.now()) / 60.0 * 10_000) / 10_000
         cputime, total_time = math.ceil(percent / 20), math.ceil(percent / 10)
         business = {
             waba_id: [
