@@ -131,3 +131,61 @@ class TestSensor:
         assert sensor.execute_complete({}, {"status": "success", "node": node}) == node  # type: ignore[arg-type]
         with pytest.raises(AirflowFailException, match="timeout: gave up"):
             sensor.execute_complete({}, {"status": "timeout", "message": "gave up"})  # type: ignore[arg-type]
+
+
+class TestAsyncHookRetries:
+    """The trigger's reads follow the sync hook's retry and throttle rules (one shared policy)."""
+
+    @staticmethod
+    def read(number_id: str, **kwargs: Any) -> tuple[Any, list[float]]:
+        from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessAsyncHook
+        from tests.policies import FAST_POLICY
+
+        waits: list[float] = []
+
+        async def record(seconds: float) -> None:
+            waits.append(seconds)
+
+        async def run() -> Any:
+            hook = WhatsAppBusinessAsyncHook(retry_policy=FAST_POLICY, sleep=record)
+            try:
+                return await hook.get_phone_number(number_id, **kwargs)
+            except Exception as error:
+                return error
+
+        return asyncio.run(asyncio.wait_for(run(), timeout=20)), waits
+
+    def test_throttle_waits_the_time_announced(self, whatsapp_connection: Any, number_id: str) -> None:
+        from airflow_provider_whatsapp.sandbox import Fault
+
+        whatsapp_connection.inject(Fault.http(503, b"busy", headers={"Retry-After": "4"}), method="GET")
+        node, waits = self.read(number_id)
+        assert node["id"] == number_id
+        assert waits == [4.0]
+        assert len(whatsapp_connection.requests) == 2
+
+    def test_transient_graph_error_is_retried(self, whatsapp_connection: Any, number_id: str) -> None:
+        from airflow_provider_whatsapp.sandbox import Fault
+
+        whatsapp_connection.inject(Fault.graph_error(2, is_transient=True, http_status=500), count=2, method="GET")
+        node, waits = self.read(number_id)
+        assert node["id"] == number_id
+        assert len(waits) == 2
+
+    def test_permanent_error_is_not_retried(self, whatsapp_connection: Any) -> None:
+        from airflow_provider_whatsapp.exceptions import GraphPermanentError
+
+        error, waits = self.read("999999999")
+        assert isinstance(error, GraphPermanentError)
+        assert error.code == 100
+        assert waits == []
+        assert len(whatsapp_connection.requests) == 1
+
+    def test_malformed_json_is_a_graph_error(self, whatsapp_connection: Any, number_id: str) -> None:
+        from airflow_provider_whatsapp.exceptions import GraphAPIError
+        from airflow_provider_whatsapp.sandbox import Fault
+
+        whatsapp_connection.inject(Fault.malformed_json(200), count=10, method="GET")
+        error, _ = self.read(number_id)
+        assert isinstance(error, GraphAPIError)
+        assert error.http_status == 200
