@@ -105,7 +105,9 @@ class CreatePhoneNumberOperator(WhatsAppBaseOperator):
         }
 
     def _checked_waba_id(self) -> str:
-        if self.waba_id not in (None, ""):
+        if self.waba_id is not None:
+            # Given but blank (say, a template over an unset param) is an error, not a cue to fall
+            # back to the connection's WABA: that would create the number on the wrong account.
             return validation.graph_id("waba_id", self.waba_id)
         default = self.hook.default_waba_id
         if not default:
