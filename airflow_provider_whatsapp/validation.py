@@ -96,6 +96,8 @@ def fields_param(value: Any) -> str | None:
     """``fields``: a comma-separated string or a list of field names."""
     if value is None or value == "" or value == []:
         return None
+    if not isinstance(value, (str, list, tuple)):
+        raise InvalidInputError("fields", f"must be a comma-separated string or a list of names, got {value!r}")
     names = value.split(",") if isinstance(value, str) else list(value)
     cleaned = [str(name).strip() for name in names]
     if not all(re.fullmatch(r"[a-z_][a-z0-9_{}.(),]*", name) for name in cleaned):

@@ -187,7 +187,8 @@ def _json_header(headers: Mapping[str, str], name: str) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
+        # A garbled header must not cost the response it came with.
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -261,7 +262,8 @@ def parse_response(
     """Return the JSON object of a successful answer, or raise the right :class:`GraphAPIError`."""
     try:
         payload = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # Deeply nested arrays from a broken proxy exhaust the decoder's recursion: not JSON to us.
         payload = None
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
