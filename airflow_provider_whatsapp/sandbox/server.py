@@ -508,6 +508,11 @@ class GraphSandbox:
             node: dict[str, Any] = json.loads(json.dumps(self._number(number_id).node))
             return node
 
+    def register_calls(self, number_id: str) -> int:
+        """How many register/deregister calls the number has spent (10 per 72 h are allowed)."""
+        with self._lock:
+            return len(self._number(number_id).register_calls)
+
     def last_code(self, number_id: str) -> str | None:
         """The last verification code "sent" to a number, or ``None``."""
         with self._lock:
