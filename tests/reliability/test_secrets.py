@@ -1,0 +1,219 @@
+"""Everything an operator leaves behind, across every example DAG run and a run of every fault,
+holds the token, the app secret, the PINs and the verification codes zero times."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_whatsapp.exceptions import GraphAPIError
+from tests.reliability.test_fault_matrix import FAULTS, STEP_REQUESTS, Chain, closed_port
+
+APP_SECRET = "sandbox-app-secret-5f1c0e9b7d"
+VARIABLE_PIN = "602917"
+CONNECTION_PIN = "735046"
+FAULT_STEPS = ("verify", "register")
+# Stamps and hex IDs are full of digits; a 6-digit code must not be "found" inside one by chance.
+NOISE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[+-]\d{2}:?\d{2}|Z)?"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|\d+\.\d+"
+)
+
+
+def occurrences(secret: str, haystack: str) -> int:
+    if secret.isdigit():
+        return len(re.findall(rf"(?<![0-9]){secret}(?![0-9])", haystack))
+    return haystack.count(secret)
+
+
+class Haystack:
+    """Text gathered from everything the runs left behind, by where it came from."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[str]] = {}
+
+    def add(self, source: str, value: Any) -> None:
+        text = value if isinstance(value, str) else json.dumps(value, default=repr, sort_keys=True)
+        self.parts.setdefault(source, []).append(text)
+
+    def find(self, secret: str) -> dict[str, int]:
+        found = {}
+        for source, texts in self.parts.items():
+            count = sum(occurrences(secret, NOISE.sub("<noise>", text)) for text in texts)
+            if count:
+                found[source] = count
+        return found
+
+
+def _metadata_rows(dag_ids: set[str], haystack: Haystack) -> None:
+    """XComs, rendered template fields, serialized DAGs and triggers as Airflow stored them."""
+    from airflow import settings
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.models.trigger import Trigger
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    with settings.Session() as session:
+        for xcom in session.scalars(select(XComModel).where(XComModel.dag_id.in_(dag_ids))):
+            haystack.add("xcom", {"task": xcom.task_id, "key": xcom.key, "value": xcom.value})
+        for row in session.scalars(
+            select(RenderedTaskInstanceFields).where(RenderedTaskInstanceFields.dag_id.in_(dag_ids))
+        ):
+            haystack.add("rendered template fields", row.rendered_fields)
+        for model in session.scalars(select(SerializedDagModel).where(SerializedDagModel.dag_id.in_(dag_ids))):
+            haystack.add("serialized DAG (database)", model.data)
+        for trigger in session.scalars(select(Trigger)):
+            haystack.add("serialized trigger (database)", {"classpath": trigger.classpath, "kwargs": trigger.kwargs})
+
+
+def _example_dag_runs(sandbox: Any, run_dag: Any, haystack: Haystack, secrets: dict[str, str]) -> set[str]:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
+
+    repo = Path(__file__).resolve().parents[2]
+    bag = DagBag(dag_folder=str(repo / "dags"))
+    dag_ids = set()
+    confs: dict[str, dict[str, Any] | None] = {
+        "example_whatsapp_create_phone_number": {"cc": "1", "phone_number": "5550150001", "verified_name": "Acme One"},
+        "example_whatsapp_onboarding": {"cc": "1", "phone_number": "5550150002"},
+        "example_whatsapp_bulk_onboarding": {
+            "numbers": [
+                {"cc": "1", "phone_number": "5550150003", "verified_name": "Acme Three"},
+                {"cc": "+1", "phone_number": "5550150004", "verified_name": "Bad cc"},
+            ]
+        },
+        "example_whatsapp_migration": None,
+        "example_whatsapp_preverified": None,
+    }
+    for dag_id, dag in sorted(bag.dags.items()):
+        dag_ids.add(dag_id)
+        result = run_dag(dag_id, confs.get(dag_id))
+        haystack.add(f"dag run states ({dag_id})", {str(k): v for k, v in result.task_states.items()})
+        haystack.add("serialized DAG", DagSerialization.to_dict(dag))
+        for task in dag.tasks:
+            haystack.add("repr of operators", repr(task))
+    for number in sandbox.numbers():
+        code = sandbox.last_code(number["id"])
+        if code:
+            secrets[f"verification code of {number['id']}"] = code
+    hook = WhatsAppBusinessHook()
+    hook.get_phone_number(sandbox.numbers()[0]["id"])
+    # Not the Connection itself: Airflow's own Connection repr shows its password, and the provider
+    # never logs or returns it.
+    haystack.add("repr of hooks", [repr(hook), repr(hook.settings)])
+    hook.close()
+    return dag_ids
+
+
+def _fault_runs(sandbox: Any, haystack: Haystack, secrets: dict[str, str], tally: Counter[str]) -> None:
+    from airflow_provider_whatsapp.operators.base import error_details
+    from airflow_provider_whatsapp.triggers.phone_numbers import PhoneNumberStatusTrigger
+
+    steps = list(STEP_REQUESTS)
+    for index, fault in enumerate(FAULTS):
+        for step in (s for s in FAULT_STEPS if s in fault.steps):
+            sandbox.reset()
+            chain = Chain(sandbox, phone_number=f"55501{index:03d}{steps.index(step)}")
+            for earlier in steps[: steps.index(step)]:
+                chain.run(earlier)
+            secrets[f"verification code ({fault.name}@{step})"] = sandbox.last_code(chain.number_id) or ""
+            method, path = STEP_REQUESTS[step]
+            injected = fault.build(sandbox.default_waba_id)
+            if injected is not None:
+                sandbox.inject(injected, method=method, path=path)
+            conn_id = "whatsapp_refused" if fault.outcome == "unreachable" else "whatsapp_default"
+            try:
+                chain.run(step, conn_id=conn_id)
+            except GraphAPIError as error:
+                haystack.add("exception messages", str(error))
+                haystack.add("exception reprs", repr(error))
+                haystack.add("tracebacks", "".join(traceback.format_exception(error)))
+                haystack.add("xcom (error details)", error_details(error))
+            tally["fault runs checked for secrets"] += 1
+            trigger = PhoneNumberStatusTrigger(
+                phone_number_id=chain.number_id or "1", target={"status": ["CONNECTED"]}, failure_states={}
+            )
+            haystack.add("repr of triggers", repr(trigger))
+            haystack.add("serialized triggers", trigger.serialize())
+
+
+def test_no_secret_anywhere(
+    whatsapp_sandbox_factory: Any,
+    monkeypatch: Any,
+    run_dag: Any,
+    caplog: Any,
+    capsys: Any,
+    airflow_db: str,
+    tally: Counter[str],
+) -> None:
+    from airflow_provider_whatsapp.sandbox import FIXED_TEST_CODE
+
+    sandbox = whatsapp_sandbox_factory(app_secret=APP_SECRET, connect_delay=1.0, code_request_cooldown=0.0)
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_DEFAULT", sandbox.airflow_conn_json({"timeout": 0.3}))
+    refused = json.loads(sandbox.airflow_conn_json())
+    refused["host"] = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_REFUSED", json.dumps(refused))
+    monkeypatch.setenv("AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN", VARIABLE_PIN)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WHATSAPP_TWO_STEP_PIN", json.dumps({"conn_type": "generic", "password": CONNECTION_PIN})
+    )
+    from tests.reliability.test_fault_matrix import PIN as FAULT_PIN
+
+    secrets = {
+        "token": sandbox.token,
+        "app secret": APP_SECRET,
+        "PIN (Variable)": VARIABLE_PIN,
+        "PIN (connection)": CONNECTION_PIN,
+        "PIN (literal)": FAULT_PIN,
+        "fixed test code": FIXED_TEST_CODE,
+    }
+    haystack = Haystack()
+    with caplog.at_level(logging.DEBUG):
+        dag_ids = _example_dag_runs(sandbox, run_dag, haystack, secrets)
+        sandbox_for_faults = whatsapp_sandbox_factory(
+            app_secret=APP_SECRET, fixed_code=FIXED_TEST_CODE, connect_delay=0.0, code_request_cooldown=0.0
+        )
+        monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_DEFAULT", sandbox_for_faults.airflow_conn_json({"timeout": 0.3}))
+        refused["password"] = sandbox_for_faults.token
+        monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_REFUSED", json.dumps(refused))
+        secrets["token (fault sandbox)"] = sandbox_for_faults.token
+        _fault_runs(sandbox_for_faults, haystack, secrets, tally)
+    # The secrets really were used: masking is not hiding values that never existed.
+    register_pins = {r.body.get("pin") for r in sandbox.requests_to(method="POST", path=r"/register$")}
+    assert {VARIABLE_PIN, CONNECTION_PIN} <= register_pins
+
+    captured = capsys.readouterr()
+    haystack.add("captured logs (DEBUG)", caplog.text)
+    haystack.add("task output (stdout/stderr)", captured.out + captured.err)
+    logs_dir = Path(os.environ["AIRFLOW_HOME"]) / "logs"
+    for log_file in sorted(logs_dir.rglob("*")) if logs_dir.exists() else []:
+        if log_file.is_file():
+            haystack.add("task log files", log_file.read_text(errors="replace"))
+    _metadata_rows(dag_ids, haystack)
+
+    found = {name: haystack.find(value) for name, value in secrets.items() if value}
+    found = {name: where for name, where in found.items() if where}
+    tally["secrets checked"] += len([v for v in secrets.values() if v])
+    tally["artifact sources searched"] += len(haystack.parts)
+    tally["secrets found"] += sum(sum(where.values()) for where in found.values())
+    assert found == {}, f"secrets leaked: {found}"
+    assert len(haystack.parts) >= 12, sorted(haystack.parts)
+
+
+@pytest.mark.parametrize("secret", ["123456", "EAAtoken"])
+def test_the_search_would_find_a_leak(secret: str) -> None:
+    haystack = Haystack()
+    haystack.add("logs", f"2026-11-25T03:44:35.123456Z something leaked {secret} here")
+    assert haystack.find(secret) == {"logs": 1}
