@@ -66,6 +66,10 @@ def _sent_before_failure(exc: requests.RequestException) -> bool:
     return True
 
 
+# Latest usage per Graph host and connection, for every hook in this process (see ``usage``).
+_LATEST_USAGE: dict[str, RateLimitUsage] = {}
+
+
 def _may_have_been_applied(error: GraphAPIError) -> bool:
     """A POST that failed this way may still have changed state on Graph's side."""
     if isinstance(error, GraphConnectionError):
@@ -115,11 +119,33 @@ class WhatsAppBusinessHook(BaseHook):
         self._sleep = sleep
         self._settings: GraphSettings | None = None
         self._session: requests.Session | None = None
-        self.usage: RateLimitUsage | None = None
-        """The latest rate-limit usage Graph reported to this hook."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(whatsapp_conn_id={self.whatsapp_conn_id!r})"
+
+    @property
+    def usage(self) -> RateLimitUsage | None:
+        """The latest rate-limit usage Graph reported for this connection.
+
+        Shared by every hook of the process on the same host and connection: each task builds
+        its own hook, and a fresh task's first call must already be paced by what the previous
+        task's last answer said.
+        """
+        key = self._usage_key()
+        return None if key is None else _LATEST_USAGE.get(key)
+
+    @usage.setter
+    def usage(self, value: RateLimitUsage | None) -> None:
+        key = self._usage_key()
+        if key is None:
+            return
+        if value is None:
+            _LATEST_USAGE.pop(key, None)
+        else:
+            _LATEST_USAGE[key] = value
+
+    def _usage_key(self) -> str | None:
+        return None if self._settings is None else f"{self._settings.host}|{self.whatsapp_conn_id}"
 
     # ------------------------------------------------------------------ connection
 

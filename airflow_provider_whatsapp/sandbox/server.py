@@ -54,6 +54,7 @@ DEFAULT_LIST_FIELDS = (*DEFAULT_NUMBER_FIELDS, "status")
 DEFAULT_WABA_FIELDS = ("id", "name")
 # The Business Management API's default quota; used for the usage headers when no limit is set.
 NOMINAL_LIMIT = 200
+UNLIMITED_USAGE_CAP = 50
 SANDBOX_APP_ID = "1000000000000001"
 JSON_TYPE = "application/json; charset=UTF-8"
 AUTH_PARAMS = frozenset({"access_token", "appsecret_proof"})
@@ -817,8 +818,9 @@ class GraphSandbox:
         percent = math.ceil(100 * window.count / limit)
         regain: float = 0
         if self.rate_limit is None:
-            # Unlimited: never tell a well-behaved client to back off.
-            percent = min(percent, 99)
+            # Unlimited: never tell a well-behaved client to back off, nor to slow down (clients
+            # commonly start pacing at 75-90 %).
+            percent = min(percent, UNLIMITED_USAGE_CAP)
         elif window.count >= self.rate_limit:
             reset_at = self._window_origin + (window.index + 1) * self.rate_window
             # Real Graph sends whole minutes; scaled-down sandbox windows need the fraction. Rounded

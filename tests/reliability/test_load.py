@@ -1,0 +1,47 @@
+"""200 numbers through the bulk example DAG against a sandbox with a tight per-window call limit:
+no task fails, and once the usage headers passed the threshold no call went past the limit."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+NUMBERS = int(os.environ.get("WHATSAPP_LOAD_NUMBERS", "200"))
+LIMIT = int(os.environ.get("WHATSAPP_LOAD_LIMIT", "5"))
+WINDOW = float(os.environ.get("WHATSAPP_LOAD_WINDOW", "1.0"))
+PIN = "418205"
+
+
+def test_bulk_onboarding_under_a_tight_rate_limit(
+    whatsapp_sandbox_factory: Any, monkeypatch: Any, run_dag: Any, tally: Counter[str]
+) -> None:
+    sandbox = whatsapp_sandbox_factory(
+        rate_limit=LIMIT, rate_window=WINDOW, connect_delay=0.0, code_request_cooldown=0.0
+    )
+    # Pacing waits scaled to the scaled-down window: a short hold above the threshold, and the
+    # announced regain time at 100 %.
+    extras = {"slowdown_wait": 0.0, "exhausted_wait": WINDOW, "max_throttle_wait": 10 * WINDOW}
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_DEFAULT", sandbox.airflow_conn_json(extras))
+    monkeypatch.setenv("AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN", PIN)
+    numbers = [
+        {"cc": "1", "phone_number": f"555{index:07d}", "verified_name": f"Acme Load {index}"}
+        for index in range(NUMBERS)
+    ]
+    result = run_dag("example_whatsapp_bulk_onboarding", {"numbers": numbers})
+
+    failed = {key: state for key, state in result.task_states.items() if state != "success"}
+    assert failed == {}, f"{len(failed)} tasks did not succeed: {sorted(failed.items())[:10]}"
+    report = result.xcom("report")
+    assert report["failed"] == []
+    assert len(report["succeeded"]) == NUMBERS
+    assert len(sandbox.numbers()) == NUMBERS
+    assert len({s["phone_number_id"] for s in report["succeeded"]}) == NUMBERS
+    # The limit was really reached (the pacing was exercised), and never crossed.
+    windows = sandbox.calls_per_window
+    assert max(windows.values()) == LIMIT, windows
+    assert sandbox.rejected_calls == 0, f"{sandbox.rejected_calls} calls went past the limit"
+    tally["load: numbers onboarded"] += NUMBERS
+    tally["load: full windows"] += sum(1 for count in windows.values() if count == LIMIT)
+    tally["load: calls past the limit"] += sandbox.rejected_calls
+    tally["duplicates found"] += len(sandbox.numbers()) - NUMBERS
