@@ -7,6 +7,7 @@ module, so the two paths cannot drift apart.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from airflow_provider_whatsapp import __version__, validation
 from airflow_provider_whatsapp.exceptions import (
@@ -114,6 +116,12 @@ class GraphRequest:
     json_body: dict[str, Any] | None
     headers: dict[str, str] = field(repr=False)
 
+    @property
+    def url_with_query(self) -> str:
+        """The URL with the query already encoded: the clients' own param merging costs more
+        per call than the whole rest of the hook."""
+        return f"{self.url}?{urlencode(self.params)}" if self.params else self.url
+
 
 def build_request(
     settings: GraphSettings,
@@ -181,8 +189,7 @@ def _number(value: Any) -> float:
     return number if math.isfinite(number) and number > 0 else 0.0
 
 
-def _json_header(headers: Mapping[str, str], name: str) -> dict[str, Any]:
-    raw = headers.get(name)
+def _json_object(raw: str | None) -> dict[str, Any]:
     if not raw:
         return {}
     try:
@@ -193,12 +200,12 @@ def _json_header(headers: Mapping[str, str], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def parse_usage(headers: Mapping[str, str], now: float | None = None) -> RateLimitUsage | None:
-    """Read ``X-Business-Use-Case-Usage`` and ``X-App-Usage``; ``None`` when neither is there."""
-    business = _json_header(headers, "X-Business-Use-Case-Usage")
-    app = _json_header(headers, "X-App-Usage")
-    if not business and not app:
-        return None
+@functools.lru_cache(maxsize=256)
+def _read_usage(business_raw: str | None, app_raw: str | None) -> tuple[float, float, dict[str, Any], dict[str, Any]]:
+    # Cached on the raw header text: consecutive answers mostly repeat it, and parsing it on
+    # every call was the largest cost of the hook itself. Callers only read the dicts.
+    business = _json_object(business_raw)
+    app = _json_object(app_raw)
     percent = 0.0
     regain_minutes = 0.0
     for entries in business.values():
@@ -208,9 +215,21 @@ def parse_usage(headers: Mapping[str, str], now: float | None = None) -> RateLim
             percent = max(percent, *(_number(entry.get(k)) for k in ("call_count", "total_cputime", "total_time")))
             regain_minutes = max(regain_minutes, _number(entry.get("estimated_time_to_regain_access")))
     percent = max(percent, *(_number(app.get(k)) for k in ("call_count", "total_cputime", "total_time")))
+    return percent, regain_minutes * 60.0, business, app
+
+
+def parse_usage(headers: Mapping[str, str], now: float | None = None) -> RateLimitUsage | None:
+    """Read ``X-Business-Use-Case-Usage`` and ``X-App-Usage``; ``None`` when neither is there."""
+    business_raw = headers.get("X-Business-Use-Case-Usage")
+    app_raw = headers.get("X-App-Usage")
+    if not business_raw and not app_raw:
+        return None
+    percent, regain_seconds, business, app = _read_usage(business_raw or None, app_raw or None)
+    if not business and not app:
+        return None
     return RateLimitUsage(
         percent=percent,
-        regain_seconds=regain_minutes * 60.0,
+        regain_seconds=regain_seconds,
         business_usage=business,
         app_usage=app,
         observed_at=time.monotonic() if now is None else now,
@@ -424,12 +443,20 @@ def retry_policy_from_extra(extra: Mapping[str, Any]) -> RetryPolicy:
     return RetryPolicy(**overrides)
 
 
-def retry_arguments(policy: RetryPolicy, log: Any, method: str, path: str) -> dict[str, Any]:
-    """Keyword arguments for ``tenacity.Retrying``/``AsyncRetrying``: one retry policy for both."""
+def retry_arguments(
+    policy: RetryPolicy, log: Any, method: str, path: str, *, failed_first: BaseException | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for ``tenacity.Retrying``/``AsyncRetrying``: one retry policy for both.
+
+    :param failed_first: the error of a first attempt already made outside tenacity (the sync
+        hook's fast path). Tenacity then owns attempts 2 to ``max_attempts``: it waits for that
+        error before its first attempt, and counts and logs attempts from 2.
+    """
     import tenacity
 
-    def log_retry(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
+    done = 0 if failed_first is None else 1
+
+    def log_wait(error: BaseException | None, seconds: float, next_attempt: int) -> None:
         log.warning(
             "Graph call %s %s failed (%s, code=%s, subcode=%s); retrying in %.2fs (attempt %d of %d)",
             method,
@@ -437,21 +464,37 @@ def retry_arguments(policy: RetryPolicy, log: Any, method: str, path: str) -> di
             type(error).__name__,
             getattr(error, "code", None),
             getattr(error, "error_subcode", None),
-            state.upcoming_sleep,
-            state.attempt_number + 1,
+            seconds,
+            next_attempt,
             policy.max_attempts,
         )
 
-    def wait(state: tenacity.RetryCallState) -> float:
-        return policy.wait_for(state.outcome.exception() if state.outcome else None, state.attempt_number)
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log_wait(error, state.upcoming_sleep, state.attempt_number + done + 1)
 
-    return {
+    def wait(state: tenacity.RetryCallState) -> float:
+        return policy.wait_for(state.outcome.exception() if state.outcome else None, state.attempt_number + done)
+
+    arguments: dict[str, Any] = {
         "retry": tenacity.retry_if_exception(policy.should_retry),
         "wait": wait,
-        "stop": tenacity.stop_after_attempt(policy.max_attempts) | tenacity.stop_before_delay(policy.max_total_wait),
+        "stop": (
+            tenacity.stop_after_attempt(policy.max_attempts - done) | tenacity.stop_before_delay(policy.max_total_wait)
+        ),
         "before_sleep": log_retry,
         "reraise": True,
     }
+    if failed_first is not None:
+        first_wait = policy.wait_for(failed_first, 1)
+
+        def wait_out_first_failure(state: tenacity.RetryCallState) -> None:
+            if state.attempt_number == 1:
+                log_wait(failed_first, first_wait, 2)
+                state.retry_object.sleep(first_wait)  # type: ignore[attr-defined]
+
+        arguments["before"] = wait_out_first_failure
+    return arguments
 
 
 def connection_error(exc: BaseException, *, request_sent: bool) -> GraphConnectionError:

@@ -190,8 +190,7 @@ class WhatsAppBusinessHook(BaseHook):
         try:
             response = self.get_conn().request(
                 request.method,
-                request.url,
-                params=request.params,
+                request.url_with_query,
                 json=request.json_body,
                 headers=request.headers,
                 timeout=self.settings.timeout,
@@ -266,7 +265,17 @@ class WhatsAppBusinessHook(BaseHook):
                     uncertain = True
                 raise
 
-        retrying = tenacity.Retrying(sleep=self._sleep, **retry_arguments(policy, self.log, method, path))
+        try:
+            # Most calls succeed at once: tenacity's bookkeeping (a third of the hook's own cost
+            # per call) is only paid when a retry is due.
+            return attempt()
+        except GraphAPIError as error:
+            if policy.max_attempts < 2 or not policy.should_retry(error):
+                raise
+            failed_first = error
+        retrying = tenacity.Retrying(
+            sleep=self._sleep, **retry_arguments(policy, self.log, method, path, failed_first=failed_first)
+        )
         return retrying(attempt)
 
     # ------------------------------------------------------------------ phone numbers
@@ -572,7 +581,7 @@ class WhatsAppBusinessAsyncHook(BaseHook):
             await self._sleep(wait)
         try:
             response = await self.shared_client().request(
-                request.method, request.url, params=request.params, headers=request.headers, timeout=timeout
+                request.method, request.url_with_query, headers=request.headers, timeout=timeout
             )
         except httpx.HTTPError as exc:
             sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
