@@ -1,60 +1,78 @@
-"""Import cost: fresh-interpreter time to import our operators and to parse each example DAG.
+"""Benchmark 3, import cost: fresh-interpreter time to import our operators and parse each DAG.
 
 Baselines, measured in the same run and interleaved with ours: ``import airflow.sdk`` alone, and
-the http provider's operator module. Reports the median of N runs and the ratio to ``airflow.sdk``.
+the http provider's operator module. Every case is a new ``python -c`` process, timed from spawn
+to exit; the figure is the median of the runs and its ratio to ``import airflow.sdk``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks.common import REPO, Result, airflow_environment, emit, median
+
+NAME = "3. import cost"
+TARGET = 1.05
+BASELINE = "import airflow.sdk"
+HTTP = "import airflow.providers.http.operators.http"
+OURS = "import airflow_provider_whatsapp.operators.phone_numbers"
+# A DAG file that parses without defining a DAG would be timed doing nothing: fail the run instead.
+PARSE = (
+    "import runpy, sys; from airflow.sdk import DAG; found = runpy.run_path({path!r}); "
+    "sys.exit(0 if any(isinstance(v, DAG) for v in found.values()) else 3)"
+)
 
 
-def cases() -> dict[str, str]:
-    result = {
-        "import airflow.sdk (baseline)": "import airflow.sdk",
-        "import http provider operators": "import airflow.providers.http.operators.http",
-        "import our operators": "import airflow_provider_whatsapp.operators.phone_numbers",
-    }
-    for dag in sorted((REPO / "dags").glob("example_*.py")):
-        result[f"parse {dag.name}"] = f"import runpy; runpy.run_path({str(dag)!r})"
+def cases(quick: bool) -> dict[str, str]:
+    result = {BASELINE: "import airflow.sdk", HTTP: HTTP, OURS: OURS}
+    if quick:
+        del result[HTTP]
+    dags = sorted((REPO / "dags").glob("example_*.py"))
+    for dag in dags[:1] if quick else dags:
+        result[f"parse dags/{dag.name}"] = PARSE.format(path=str(dag))
     return result
 
 
-def run(runs: int = 15) -> dict[str, Any]:
-    env = dict(os.environ)
-    env.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-import-home-"))
-    env["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
-    timings: dict[str, list[float]] = {name: [] for name in cases()}
-    for code in cases().values():  # warm the .pyc caches, not timed
-        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=120)
-    for _ in range(runs):
-        for name, code in cases().items():  # interleaved: drift hits every case alike
+def run(quick: bool = False) -> Result:
+    result = Result(NAME)
+    runs = 1 if quick else 15
+    env = {**os.environ, **airflow_environment()}
+    env.pop("AIRFLOW_CONN_WHATSAPP_DEFAULT", None)
+    todo = cases(quick)
+    timings: dict[str, list[float]] = {name: [] for name in todo}
+    for name, code in {} if quick else todo.items():  # warm the .pyc caches; not timed
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
+        result.check(done.returncode == 0, f"{name} failed: {done.stderr.decode()[-400:]}")
+    if not result.correct:
+        return result
+    for index in range(runs):
+        names = list(todo)
+        # Interleaved, and the order rotates: drift and neighbours hit every case alike.
+        for name in names[index % len(names) :] + names[: index % len(names)]:
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
+            done = subprocess.run([sys.executable, "-c", todo[name]], env=env, capture_output=True, timeout=120)
             timings[name].append(time.perf_counter() - start)
-            if done.returncode != 0:
-                raise SystemExit(f"{name} failed: {done.stderr.decode()[-500:]}")
-    medians = {name: statistics.median(values) for name, values in timings.items()}
-    base = medians["import airflow.sdk (baseline)"]
-    rows = [
-        {"case": name, "median_s": round(value, 3), "ratio_to_sdk": round(value / base, 3), "runs": runs}
-        for name, value in medians.items()
-    ]
-    worst = max(row["ratio_to_sdk"] for row in rows if "http" not in row["case"] and "baseline" not in row["case"])
-    return {"rows": rows, "worst_ratio": worst, "target": 1.05}
+            result.check(done.returncode == 0, f"{name} failed: {done.stderr.decode()[-400:]}")
+    base = median(timings[BASELINE])
+    for name, values in timings.items():
+        value = median(values)
+        figure = result.add(name, value, "s", baseline=BASELINE, ratio=value / base)
+        if name == OURS:
+            figure.target = f"<= {TARGET}x {BASELINE}"
+            figure.met = value / base <= TARGET
+    result.notes.append(f"median of {runs} fresh interpreters per case, interleaved")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    emit(run(parser.parse_args().quick))
 
 
 if __name__ == "__main__":
-    result = run(int(sys.argv[1]) if len(sys.argv) > 1 else 15)
-    for row in result["rows"]:
-        print(f"{row['case']:<55} {row['median_s']:>7.3f}s  x{row['ratio_to_sdk']:.3f}")
+    main()

@@ -201,6 +201,9 @@ def _parse_fields(value: Any, default: Iterable[str]) -> list[str]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops SYNs when hundreds of clients connect at once
+    # (a triggerer full of sensors): each drop costs the client a 1-7 s retransmit.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], sandbox: GraphSandbox) -> None:
         self.sandbox = sandbox

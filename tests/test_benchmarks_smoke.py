@@ -1,0 +1,35 @@
+"""Each benchmark in ``--quick`` mode: it runs, and its own correctness check passes.
+
+Timing is never asserted here: the figures belong in ``benchmarks/RESULTS.md``, not in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("module", ["bench_overhead", "bench_pacing", "bench_import", "bench_triggers", "bench_bulk"])
+def test_benchmark_quick_mode_is_correct(module: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, f"no result; stderr: {done.stderr[-2000:]}"
+    result = json.loads(lines[-1][len("RESULT ") :])
+    assert result["errors"] == [], result["errors"]
+    assert result["correct"] is True
+    assert done.returncode == 0
+    if module != "bench_bulk":
+        assert result["figures"], "a benchmark that ran reports figures"
