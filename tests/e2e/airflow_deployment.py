@@ -1,0 +1,289 @@
+"""A real Airflow 3.3 deployment on 127.0.0.1 for end-to-end tests and benchmarks.
+
+``AirflowDeployment`` starts PostgreSQL (Debian's binaries, run as the ``postgres`` user when we
+are root), migrates the metadata database, then starts ``airflow api-server``, ``scheduler``,
+``dag-processor`` and ``triggerer`` as separate processes with the LocalExecutor, each logging to
+its own file. ``api(method, path, ...)`` calls the REST API with a token. Every wait is bounded,
+and ``stop()`` (also on ``__exit__``) ends every process group and the database, even after a
+failure. When PostgreSQL cannot run here, it falls back to SQLite and says so in ``database``.
+
+    with AirflowDeployment(env={"AIRFLOW_CONN_WHATSAPP_DEFAULT": ...}) as airflow:
+        run = airflow.trigger("example_whatsapp_onboarding", conf={...})
+        airflow.wait_for_run("example_whatsapp_onboarding", run["dag_run_id"], timeout=180)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _newest_postgres_bin() -> Path:
+    """Debian installs each major version under /usr/lib/postgresql/<major>/bin."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
+    )
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _newest_postgres_bin()
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Poll ``check`` until it returns something truthy; bounded by ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as error:  # the component may not be up yet
+            last_error = error
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error!r})")
+
+
+class AirflowDeployment:
+    """Scheduler, dag-processor, triggerer and API server on 127.0.0.1, on PostgreSQL.
+
+    :param env: extra environment for every component (connections, variables, settings).
+    :param dags_folder: the DAGs to serve; default this repository's ``dags/``.
+    :param parallelism: LocalExecutor slots.
+    """
+
+    def __init__(
+        self, env: Mapping[str, str] | None = None, dags_folder: Path | None = None, parallelism: int = 8
+    ) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="whatsapp-e2e-airflow-"))
+        self.dags_folder = dags_folder or REPO / "dags"
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.extra_env = dict(env or {})
+        self.parallelism = parallelism
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.database = "postgresql"
+        self._pg_data: Path | None = None
+        self._pg_port: int | None = None
+        self._token: str | None = None
+        self.session = requests.Session()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> AirflowDeployment:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_path(self, component: str) -> Path:
+        return self.home / f"{component}.log"
+
+    def where_to_look(self) -> str:
+        logs = ", ".join(str(self.log_path(c)) for c in (*COMPONENTS, "postgres"))
+        return f"Airflow home {self.home}; component logs: {logs}; task logs under {self.home / 'logs'}"
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        env.update(
+            AIRFLOW_HOME=str(self.home),
+            AIRFLOW__CORE__DAGS_FOLDER=str(self.dags_folder),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+            AIRFLOW__CORE__PARALLELISM=str(self.parallelism),
+            AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+            AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.api_url}/execution/",
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+            AIRFLOW__CORE__TEST_CONNECTION="Enabled",
+            AIRFLOW__API__PORT=str(self.api_port),
+            AIRFLOW__API__HOST="127.0.0.1",
+            AIRFLOW__API__BASE_URL=self.api_url,
+            AIRFLOW__API_AUTH__JWT_SECRET="whatsapp-e2e-jwt-secret-not-for-production",
+            AIRFLOW__API__SECRET_KEY="whatsapp-e2e-secret-key",
+            AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="1",
+            AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT="300",
+            AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+            AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="3600",
+            AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC="1",
+            AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=self._database_url(),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def _database_url(self) -> str:
+        if self.database == "postgresql":
+            return f"postgresql+psycopg2://airflow:airflow@127.0.0.1:{self._pg_port}/airflow"
+        return f"sqlite:///{self.home}/airflow.db"
+
+    def start(self) -> None:
+        self._start_postgres()
+        airflow = str(Path(sys.executable).parent / "airflow")
+        with self.log_path("db-migrate").open("wb") as log:
+            subprocess.run(
+                [airflow, "db", "migrate"], env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                check=True, timeout=300,
+            )  # fmt: skip
+        for component in COMPONENTS:
+            args = [airflow, component]
+            if component == "api-server":
+                args += ["--port", str(self.api_port), "--host", "127.0.0.1"]
+            log = self.log_path(component).open("wb")
+            self.processes[component] = subprocess.Popen(
+                args, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_until(
+            lambda: self.session.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).ok, 180, "the API server"
+        )
+        wait_until(self._components_healthy, 120, "scheduler, dag-processor and triggerer heartbeats")
+
+    def _components_healthy(self) -> bool:
+        for component, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{component} exited with {process.returncode}; {self.where_to_look()}")
+        health = self.session.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).json()
+        return all(
+            health.get(part, {}).get("status") == "healthy" for part in ("scheduler", "triggerer", "dag_processor")
+        )
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        self.processes.clear()
+        self._stop_postgres()
+        self.session.close()
+
+    # ------------------------------------------------------------------ PostgreSQL
+
+    def _as_postgres(self, args: list[str]) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+    def _start_postgres(self) -> None:
+        if not (PG_BIN / "pg_ctl").exists() or (os.geteuid() == 0 and shutil.which("runuser") is None):
+            self.database = "sqlite"
+            print("PostgreSQL binaries not found: falling back to SQLite for the metadata database", file=sys.stderr)
+            return
+        data = self.home / "pgdata"
+        data.mkdir()
+        self._pg_data = data
+        self._pg_port = free_port()
+        if os.geteuid() == 0:
+            shutil.chown(self.home, "postgres")
+            shutil.chown(data, "postgres")
+            self.home.chmod(0o777)
+        log = self.log_path("postgres")
+        log.touch()
+        log.chmod(0o666)
+        run = lambda args: subprocess.run(  # noqa: E731
+            self._as_postgres(args), check=True, capture_output=True, timeout=120, cwd="/tmp"
+        )
+        run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        run(
+            [
+                str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
+                "-o", f"-h 127.0.0.1 -p {self._pg_port} -k /tmp -c max_connections=200 -c fsync=off", "start",
+            ]
+        )  # fmt: skip
+        psql = [
+            str(PG_BIN / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self._pg_port),
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]
+        run([*psql, "-c", "CREATE USER airflow WITH PASSWORD 'airflow'"])
+        run([*psql, "-c", "CREATE DATABASE airflow OWNER airflow"])
+
+    def _stop_postgres(self) -> None:
+        if self._pg_data is not None:
+            subprocess.run(
+                self._as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self._pg_data), "-m", "immediate", "stop"]),
+                capture_output=True, timeout=60, cwd="/tmp", check=False,
+            )  # fmt: skip
+            self._pg_data = None
+
+    # ------------------------------------------------------------------ REST API
+
+    def token(self) -> str:
+        if self._token is None:
+            response = self.session.post(f"{self.api_url}/auth/token", json={}, timeout=30)
+            if response.status_code >= 400:
+                response = self.session.get(f"{self.api_url}/auth/token", timeout=30)
+            response.raise_for_status()
+            self._token = str(response.json()["access_token"])
+        return self._token
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call ``/api/v2{path}`` (or ``/ui...`` when ``path`` starts with ``/ui``); JSON back."""
+        url = self.api_url + (path if path.startswith(("/ui", "/auth")) else f"/api/v2{path}")
+        headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
+        response = self.session.request(method, url, headers=headers, timeout=60, **kwargs)
+        if response.status_code >= 400:
+            raise AssertionError(f"{method} {path}: HTTP {response.status_code} {response.text[:500]}")
+        content_type = response.headers.get("content-type", "")
+        return response.json() if "json" in content_type else response.text
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        wait_until(lambda: self.api("GET", f"/dags/{dag_id}"), timeout, f"the dag-processor to serialize {dag_id}")
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        self.wait_for_dag(dag_id)
+        run: dict[str, Any] = self.api(
+            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": dict(conf or {})}
+        )
+        return run
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        def finished() -> str | None:
+            state = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            return state if state in ("success", "failed") else None
+
+        state: str = wait_until(finished, timeout, f"{dag_id} run {run_id} to finish", interval=1.0)
+        return state
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.api(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
+        )["task_instances"]
+        return found
