@@ -89,16 +89,19 @@ class PhoneNumberStatusSensor(WhatsAppHookMixin, BaseSensorOperator):
         first = self.poke(context)
         if first.is_done:
             return first.xcom_value
-        self.defer(
-            trigger=PhoneNumberStatusTrigger(
-                phone_number_id=phone_number_id,
-                target=target,
-                failure_states=self.failure_states,
-                whatsapp_conn_id=self.whatsapp_conn_id,
-                poke_interval=float(self.poke_interval),
-                deadline=time.time() + float(self.timeout),
-            ),
-            method_name="execute_complete",
+        self.defer(trigger=self.build_trigger(phone_number_id, target), method_name="execute_complete")
+
+    def build_trigger(
+        self, phone_number_id: str, target: dict[str, list[str]] | None = None
+    ) -> PhoneNumberStatusTrigger:
+        """The trigger this sensor defers to: the connection ID and plain values, never the token."""
+        return PhoneNumberStatusTrigger(
+            phone_number_id=phone_number_id,
+            target=target if target is not None else normalise_target(self.target),
+            failure_states=self.failure_states,
+            whatsapp_conn_id=self.whatsapp_conn_id,
+            poke_interval=float(self.poke_interval),
+            deadline=time.time() + float(self.timeout),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
