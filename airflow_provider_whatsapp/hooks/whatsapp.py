@@ -547,18 +547,28 @@ class WhatsAppBusinessAsyncHook(BaseHook):
             self._settings = settings
         return self._settings
 
-    @classmethod
-    def shared_client(cls) -> Any:
-        """The event loop's pooled ``httpx.AsyncClient``."""
+    @staticmethod
+    def _new_client() -> Any:
         import httpx
 
-        loop = asyncio.get_running_loop()
-        client = cls._clients.get(id(loop))
+        return httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=ASYNC_POOL_SIZE, max_keepalive_connections=ASYNC_POOL_SIZE)
+        )
+
+    @classmethod
+    async def shared_client(cls) -> Any:
+        """The event loop's pooled ``httpx.AsyncClient``."""
+        loop_id = id(asyncio.get_running_loop())
+        client = cls._clients.get(loop_id)
         if client is None or client.is_closed:
-            client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=ASYNC_POOL_SIZE, max_keepalive_connections=ASYNC_POOL_SIZE)
-            )
-            cls._clients[id(loop)] = client
+            # Building the client loads the CA bundle into a TLS context (tens of milliseconds,
+            # far more on a busy triggerer): off the event loop that serves every other trigger.
+            built = await asyncio.to_thread(cls._new_client)
+            client = cls._clients.get(loop_id)
+            if client is None or client.is_closed:
+                client = cls._clients[loop_id] = built
+            else:  # another trigger of this loop built one meanwhile
+                await built.aclose()
         return client
 
     @classmethod
@@ -596,7 +606,7 @@ class WhatsAppBusinessAsyncHook(BaseHook):
         wait = self._retry_policy.pacing_wait(self.usage)
         if wait > 0:
             await self._sleep(wait)
-        client = self.shared_client()
+        client = await self.shared_client()
         try:
             async with self._gate(client):
                 response = await client.request(
