@@ -283,7 +283,13 @@ class AirflowDeployment:
         return state
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self.api(
-            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
-        )["task_instances"]
-        return found
+        """Every task instance of the run (mapped ones included), across the API's pages."""
+        found: list[dict[str, Any]] = []
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        # The API caps a page at [api] maximum_page_limit (100); bounded by the total it reports.
+        for _page in range(1000):
+            page = self.api("GET", path, params={"limit": 100, "offset": len(found), "order_by": "id"})
+            found += page["task_instances"]
+            if not page["task_instances"] or len(found) >= page["total_entries"]:
+                return found
+        raise AssertionError(f"{path}: more than 1000 pages of task instances")
