@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from typing import Any
@@ -10,8 +9,10 @@ from typing import Any
 import pytest
 
 from airflow_provider_whatsapp.sandbox import FIXED_TEST_CODE
+from tests.secret_search import Haystack
 
 PIN = "918273"
+SECRETS = {"PIN": PIN, "verification code": FIXED_TEST_CODE}
 
 
 def _rendered_fields(dag_id: str, run_id: str) -> dict[str, Any]:
@@ -75,18 +76,13 @@ def test_literal_pin_and_code_are_masked_everywhere(
 
     result = DagRunResult(dag.dag_id, dag_run.run_id, str(dag_run.state))
     captured = capsys.readouterr()
-    haystack = "\n".join(
-        [
-            caplog.text,
-            captured.out,
-            captured.err,
-            json.dumps(rendered, default=str),
-            repr(result.xcoms),
-        ]
-    )
-    assert PIN not in haystack
-    assert FIXED_TEST_CODE not in haystack
-    assert sandbox.token not in haystack
+    haystack = Haystack()
+    haystack.add("captured logs (DEBUG)", caplog.text)
+    haystack.add("task output", captured.out + captured.err)
+    haystack.add("rendered template fields", rendered)
+    haystack.add("xcom", repr(result.xcoms))
+    secrets = {**SECRETS, "token": sandbox.token}
+    assert {name: haystack.find(value) for name, value in secrets.items()} == {name: {} for name in secrets}
 
 
 def test_pin_from_variable_is_masked(sandbox: Any, run_inline_dag: Any, monkeypatch: Any, capsys: Any) -> None:
@@ -109,8 +105,10 @@ def test_pin_from_variable_is_masked(sandbox: Any, run_inline_dag: Any, monkeypa
     assert str(dag_run.state) == "success"
     assert sandbox.requests_to(method="POST", path=r"^/\d+$")[-1].body["pin"] == PIN
     captured = capsys.readouterr()
-    rendered = _rendered_fields(dag.dag_id, dag_run.run_id)
-    assert PIN not in captured.out + captured.err + json.dumps(rendered, default=str)
+    haystack = Haystack()
+    haystack.add("task output", captured.out + captured.err)
+    haystack.add("rendered template fields", _rendered_fields(dag.dag_id, dag_run.run_id))
+    assert haystack.find(PIN) == {}
 
 
 def test_wrong_code_error_does_not_echo_the_code(sandbox: Any, run_inline_dag: Any, capsys: Any) -> None:
@@ -137,4 +135,7 @@ def test_wrong_code_error_does_not_echo_the_code(sandbox: Any, run_inline_dag: A
     error = result.xcom("verify", "whatsapp_error")
     assert error["code"] == 100
     captured = capsys.readouterr()
-    assert wrong not in captured.out + captured.err + repr(result.xcoms)
+    haystack = Haystack()
+    haystack.add("task output", captured.out + captured.err)
+    haystack.add("xcom", repr(result.xcoms))
+    assert haystack.find(wrong) == {}
