@@ -42,6 +42,19 @@ class SleepRecorder:
         time.sleep(min(seconds, 0.005))
 
 
+@pytest.fixture(autouse=True)
+def fresh_secrets_masker() -> None:
+    """Start every test with an empty secrets masker, as every Airflow task process does.
+
+    The masker is process-wide and joins its patterns in set order: a 5-digit PIN masked by one
+    test would otherwise mask the first five digits of another test's 6-digit code (``***6``).
+    """
+    for module_name in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker"):
+        module = sys.modules.get(module_name)
+        if module is not None:  # not imported yet: nothing has been masked
+            module.reset_secrets_masker()
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
     """Create the metadata database once per test session."""
