@@ -21,19 +21,22 @@ def occurrences(secret: str, haystack: str) -> int:
 
 
 class Haystack:
-    """Text gathered from everything the runs left behind, by where it came from."""
+    """Text gathered from everything the runs left behind, by where it came from.
+
+    Noise is blanked out once, when text is added, not again for every secret searched.
+    """
 
     def __init__(self) -> None:
         self.parts: dict[str, list[str]] = {}
 
     def add(self, source: str, value: Any) -> None:
         text = value if isinstance(value, str) else json.dumps(value, default=repr, sort_keys=True)
-        self.parts.setdefault(source, []).append(text)
+        self.parts.setdefault(source, []).append(NOISE.sub("<noise>", text))
 
     def find(self, secret: str) -> dict[str, int]:
         found = {}
         for source, texts in self.parts.items():
-            count = sum(occurrences(secret, NOISE.sub("<noise>", text)) for text in texts)
+            count = sum(occurrences(secret, text) for text in texts)
             if count:
                 found[source] = count
         return found

@@ -12,7 +12,6 @@ from airflow_provider_whatsapp.sandbox import FIXED_TEST_CODE
 from tests.secret_search import Haystack
 
 PIN = "918273"
-SECRETS = {"PIN": PIN, "verification code": FIXED_TEST_CODE}
 
 
 def _rendered_fields(dag_id: str, run_id: str) -> dict[str, Any]:
@@ -81,7 +80,7 @@ def test_literal_pin_and_code_are_masked_everywhere(
     haystack.add("task output", captured.out + captured.err)
     haystack.add("rendered template fields", rendered)
     haystack.add("xcom", repr(result.xcoms))
-    secrets = {**SECRETS, "token": sandbox.token}
+    secrets = {"PIN": PIN, "verification code": FIXED_TEST_CODE, "token": sandbox.token}
     assert {name: haystack.find(value) for name, value in secrets.items()} == {name: {} for name in secrets}
 
 
