@@ -46,11 +46,11 @@ def _wait_for_window_start(sandbox: SandboxProcess, window: float) -> float:
 
 
 def _ours(sandbox: SandboxProcess, window: float) -> Callable[[str, str], str]:
-    from airflow_provider_whatsapp.hooks.graph import RetryPolicy
+    from airflow_provider_whatsapp.hooks.graph import GraphRetryPolicy
     from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 
     scale = window / REAL_WINDOW
-    policy = RetryPolicy(slowdown_wait=1.0 * scale, exhausted_wait=60.0 * scale, backoff_initial=1.0 * scale)
+    policy = GraphRetryPolicy(slowdown_wait=1.0 * scale, exhausted_wait=60.0 * scale, backoff_initial=1.0 * scale)
     hook = WhatsAppBusinessHook(retry_policy=policy)
 
     def onboard(cc: str, number: str) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from airflow_provider_whatsapp.hooks.graph import RetryPolicy
+from airflow_provider_whatsapp.hooks.graph import GraphRetryPolicy
 
 # Retries in tests wait milliseconds; what the hook *asked* to wait is recorded and asserted.
-FAST_POLICY = RetryPolicy(
+FAST_POLICY = GraphRetryPolicy(
     max_attempts=4,
     max_total_wait=60.0,
     backoff_initial=0.001,

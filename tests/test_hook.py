@@ -18,7 +18,7 @@ from airflow_provider_whatsapp.exceptions import (
     GraphTransientError,
     InvalidInputError,
 )
-from airflow_provider_whatsapp.hooks.graph import USER_AGENT, RetryPolicy
+from airflow_provider_whatsapp.hooks.graph import USER_AGENT, GraphRetryPolicy
 from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 from airflow_provider_whatsapp.sandbox import Fault
 from tests.policies import FAST_POLICY
@@ -262,7 +262,7 @@ class TestErrors:
         assert sleeps.waits == [7.0]
 
     def test_throttle_wait_is_capped(self, make_hook: Any, whatsapp_connection: Any, sleeps: Any) -> None:
-        hook = make_hook(retry_policy=RetryPolicy(max_attempts=2, max_throttle_wait=3.0, slowdown_wait=0))
+        hook = make_hook(retry_policy=GraphRetryPolicy(max_attempts=2, max_throttle_wait=3.0, slowdown_wait=0))
         node_id = create(hook, whatsapp_connection)["id"]
         whatsapp_connection.inject(Fault.http(503, b"busy", headers={"Retry-After": "3600"}), method="GET")
         hook.get_phone_number(node_id)
@@ -291,7 +291,7 @@ class TestRateLimitPacing:
             waits.append(seconds)
             sandbox.clock.advance(seconds)
 
-        policy = RetryPolicy(max_attempts=2, slowdown_wait=0.0, max_throttle_wait=120.0)
+        policy = GraphRetryPolicy(max_attempts=2, slowdown_wait=0.0, max_throttle_wait=120.0)
         hook = WhatsAppBusinessHook(retry_policy=policy, sleep=sleep_on_sandbox_clock)
         node_id = create(hook, sandbox)["id"]
         assert hook.usage is not None

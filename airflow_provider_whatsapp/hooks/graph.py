@@ -365,7 +365,7 @@ def _blocked_until(code: int | None, fields: Mapping[str, Any]) -> datetime | No
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class GraphRetryPolicy:
     """
     How the hook and the trigger retry.
 
@@ -428,10 +428,10 @@ class RetryPolicy:
         return max(0.0, self.slowdown_wait - elapsed)
 
 
-def retry_policy_from_extra(extra: Mapping[str, Any]) -> RetryPolicy:
-    """A :class:`RetryPolicy` with any of its fields overridden by connection extras."""
+def retry_policy_from_extra(extra: Mapping[str, Any]) -> GraphRetryPolicy:
+    """A :class:`GraphRetryPolicy` with any of its fields overridden by connection extras."""
     overrides: dict[str, Any] = {}
-    for spec in fields(RetryPolicy):
+    for spec in fields(GraphRetryPolicy):
         value = extra.get(spec.name)
         if value in (None, ""):
             continue
@@ -440,11 +440,11 @@ def retry_policy_from_extra(extra: Mapping[str, Any]) -> RetryPolicy:
         else:
             number = validation.positive_number(spec.name, value)
             overrides[spec.name] = int(number) if spec.name == "max_attempts" else number
-    return RetryPolicy(**overrides)
+    return GraphRetryPolicy(**overrides)
 
 
 def retry_arguments(
-    policy: RetryPolicy, log: Any, method: str, path: str, *, failed_first: BaseException | None = None
+    policy: GraphRetryPolicy, log: Any, method: str, path: str, *, failed_first: BaseException | None = None
 ) -> dict[str, Any]:
     """Keyword arguments for ``tenacity.Retrying``/``AsyncRetrying``: one retry policy for both.
 

@@ -26,9 +26,9 @@ from airflow_provider_whatsapp.exceptions import (
 from airflow_provider_whatsapp.hooks.graph import (
     USER_AGENT,
     GraphRequest,
+    GraphRetryPolicy,
     GraphSettings,
     RateLimitUsage,
-    RetryPolicy,
     build_request,
     connection_error,
     normalise_digits,
@@ -88,7 +88,7 @@ class WhatsAppBusinessHook(BaseHook):
     The connection holds the access token in ``password``; ``host`` defaults to
     ``https://graph.facebook.com``; extras: ``api_version`` (``vNN.N``, default ``v26.0``),
     ``app_secret`` (signs every call with ``appsecret_proof``), ``waba_id`` (default WhatsApp
-    Business Account) and ``timeout`` (seconds). Any field of :class:`RetryPolicy` may also be set
+    Business Account) and ``timeout`` (seconds). Any field of :class:`GraphRetryPolicy` may also be set
     as an extra (for example ``max_attempts`` or ``usage_threshold``).
 
     Transient errors, 5xx and connection failures are retried with exponential backoff and
@@ -98,7 +98,7 @@ class WhatsAppBusinessHook(BaseHook):
 
     :param whatsapp_conn_id: the Airflow connection to use.
     :param retry_policy: how to retry and pace calls; defaults to the connection's extras, then
-        to :class:`RetryPolicy` defaults.
+        to :class:`GraphRetryPolicy` defaults.
     :param sleep: the function used to wait (tests and benchmarks may pass their own).
     """
 
@@ -111,7 +111,7 @@ class WhatsAppBusinessHook(BaseHook):
         self,
         whatsapp_conn_id: str = default_conn_name,
         *,
-        retry_policy: RetryPolicy | None = None,
+        retry_policy: GraphRetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         logger_name: str | None = None,
     ) -> None:
@@ -161,7 +161,7 @@ class WhatsAppBusinessHook(BaseHook):
         return self._settings
 
     @property
-    def retry_policy(self) -> RetryPolicy:
+    def retry_policy(self) -> GraphRetryPolicy:
         """The retry and pacing policy in force."""
         if self._retry_policy is None:
             _ = self.settings
@@ -474,7 +474,7 @@ class WhatsAppBusinessHook(BaseHook):
         }
 
 
-def _settings_from(conn: Any) -> tuple[GraphSettings, RetryPolicy]:
+def _settings_from(conn: Any) -> tuple[GraphSettings, GraphRetryPolicy]:
     """Settings and retry policy of an Airflow connection, with its secrets masked."""
     extra = conn.extra_dejson if conn.extra else {}
     settings = GraphSettings.from_connection(conn.password, _host_of(conn.schema, conn.host), extra)
@@ -526,7 +526,7 @@ class WhatsAppBusinessAsyncHook(BaseHook):
         self,
         whatsapp_conn_id: str = default_conn_name,
         *,
-        retry_policy: RetryPolicy | None = None,
+        retry_policy: GraphRetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__()

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from airflow_provider_whatsapp.exceptions import GraphAPIError, GraphBlockedError, GraphConnectionError
-from airflow_provider_whatsapp.hooks.graph import RetryPolicy
+from airflow_provider_whatsapp.hooks.graph import GraphRetryPolicy
 from airflow_provider_whatsapp.sandbox import FIXED_TEST_CODE, Fault
 
 PIN = "274981"
-POLICY = RetryPolicy(
+POLICY = GraphRetryPolicy(
     max_attempts=4,
     max_total_wait=60.0,
     backoff_initial=0.001,

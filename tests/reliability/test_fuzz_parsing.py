@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_whatsapp.exceptions import GraphAPIError, GraphPermanentError
-from airflow_provider_whatsapp.hooks.graph import RetryPolicy, parse_response, parse_usage
+from airflow_provider_whatsapp.hooks.graph import GraphRetryPolicy, parse_response, parse_usage
 from tests.policies import FAST_POLICY
 
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None)
@@ -84,9 +84,9 @@ def test_any_answer_is_a_dict_or_a_graph_api_error(status: int, headers: dict[st
         assert isinstance(str(error), str)
         assert isinstance(error.to_dict(), dict)
         if isinstance(error, GraphPermanentError):
-            assert not RetryPolicy().should_retry(error)
-        wait = RetryPolicy().wait_for(error, 1)
-        assert 0 <= wait <= RetryPolicy().max_throttle_wait
+            assert not GraphRetryPolicy().should_retry(error)
+        wait = GraphRetryPolicy().wait_for(error, 1)
+        assert 0 <= wait <= GraphRetryPolicy().max_throttle_wait
     else:
         assert 200 <= status < 300
         assert isinstance(node, dict)
@@ -99,7 +99,7 @@ def test_usage_headers_never_crash(headers: dict[str, str]) -> None:
     if usage is not None:
         assert usage.percent >= 0
         assert usage.regain_seconds >= 0
-        assert 0 <= RetryPolicy().pacing_wait(usage) <= RetryPolicy().max_throttle_wait
+        assert 0 <= GraphRetryPolicy().pacing_wait(usage) <= GraphRetryPolicy().max_throttle_wait
 
 
 @pytest.fixture
