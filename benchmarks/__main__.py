@@ -24,6 +24,7 @@ BENCHMARKS = {
     "import": "benchmarks.bench_import",
     "triggers": "benchmarks.bench_triggers",
     "bulk": "benchmarks.bench_bulk",
+    "multi_waba": "benchmarks.bench_multi_waba",
 }
 # Every benchmark bounds its own loops; this only stops a wedged process.
 BENCHMARK_TIMEOUT = 3600

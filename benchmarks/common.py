@@ -55,6 +55,7 @@ class SandboxProcess:
         self.url = ""
         self.token = ""
         self.conn_json = ""
+        self.hello = {}
 
     def __enter__(self) -> SandboxProcess:
         self._proc = subprocess.Popen(
@@ -65,8 +66,8 @@ class SandboxProcess:
             text=True,
             bufsize=1,
         )
-        hello = self._read_line()
-        self.url, self.token, self.conn_json = hello["url"], hello["token"], hello["conn"]
+        self.hello: dict[str, Any] = self._read_line()
+        self.url, self.token, self.conn_json = self.hello["url"], self.hello["token"], self.hello["conn"]
         return self
 
     def _read_line(self) -> Any:

@@ -41,9 +41,16 @@ def _stats(sandbox: Any, counter: _ConnectionCounter) -> dict[str, Any]:
         "statuses": [r.status for r in requests],
         "request_times": [r.time for r in requests],
         "numbers": [
-            {"id": n["id"], "status": n["status"], "cc": n["cc"], "phone_number": n["phone_number"]}
+            {
+                "id": n["id"],
+                "status": n["status"],
+                "cc": n["cc"],
+                "phone_number": n["phone_number"],
+                "register_calls": sandbox.register_calls(n["id"]),
+            }
             for n in sandbox.numbers()
         ],
+        "rejected_calls": sandbox.rejected_calls,
         "clock_now": sandbox.clock.now(),
         "window_origin": sandbox._window_origin,
     }
@@ -57,7 +64,14 @@ def main() -> None:
     with GraphSandbox(**options) as sandbox:
         counter = _ConnectionCounter(sandbox._server)
         print(
-            json.dumps({"url": sandbox.url, "token": sandbox.token, "conn": sandbox.airflow_conn_json(extra)}),
+            json.dumps(
+                {
+                    "url": sandbox.url,
+                    "token": sandbox.token,
+                    "conn": sandbox.airflow_conn_json(extra),
+                    "waba_ids": list(getattr(sandbox, "waba_ids", [sandbox.default_waba_id])),
+                }
+            ),
             flush=True,
         )
         for line in sys.stdin:
@@ -74,6 +88,8 @@ def main() -> None:
                 sandbox.reset_requests()
             elif command == "reset_connections":
                 counter.accepted = counter.peak_open = 0
+            elif command == "clock":
+                answer = {"now": sandbox.clock.now()}
             elif command == "connect":
                 sandbox.set_fields(argument, status="CONNECTED")
             else:

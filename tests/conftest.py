@@ -43,6 +43,14 @@ class SleepRecorder:
 
 
 @pytest.fixture(autouse=True)
+def fresh_usage_store() -> None:
+    """Start every test with no rate-limit usage known, as a new task or triggerer process does."""
+    from airflow_provider_whatsapp.hooks.usage import USAGE_STORE
+
+    USAGE_STORE.clear()
+
+
+@pytest.fixture(autouse=True)
 def fresh_secrets_masker() -> None:
     """Start every test with an empty secrets masker, as every Airflow task process does.
 

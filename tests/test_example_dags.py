@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_whatsapp.hooks.whatsapp import TRIGGER_USER_AGENT
+from airflow_provider_whatsapp.hooks.whatsapp_async import TRIGGER_USER_AGENT
 
 PIN = "482915"
 PREVERIFIED_PIN = "739164"

@@ -294,8 +294,9 @@ class TestRateLimitPacing:
         policy = GraphRetryPolicy(max_attempts=2, slowdown_wait=0.0, max_throttle_wait=120.0)
         hook = WhatsAppBusinessHook(retry_policy=policy, sleep=sleep_on_sandbox_clock)
         node_id = create(hook, sandbox)["id"]
-        assert hook.usage is not None
-        assert hook.usage.percent == 10
+        usage = hook.rate_limit_usage(sandbox.default_waba_id)
+        assert usage is not None
+        assert usage.percent == 10
         for _ in range(28):
             assert hook.get_phone_number(node_id)["id"] == node_id
         # 29 calls at 10 per window: two full windows waited out, never a call past the limit.

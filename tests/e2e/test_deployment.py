@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_whatsapp.hooks.whatsapp import TRIGGER_USER_AGENT
+from airflow_provider_whatsapp.hooks.whatsapp_async import TRIGGER_USER_AGENT
 from airflow_provider_whatsapp.sandbox import GraphSandbox
 from tests.e2e.airflow_deployment import AirflowDeployment
 

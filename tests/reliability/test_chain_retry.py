@@ -27,7 +27,7 @@ def test_retried_tasks_continue_without_duplicates(
 
     sandbox = whatsapp_sandbox_factory(fixed_code=FIXED_TEST_CODE, connect_delay=0.0)
     # Two attempts per try, so an outage of two answers fails the try and Airflow's retry takes over.
-    extras = {"max_attempts": 2, "backoff_initial": 0.001, "backoff_max": 0.002, "timeout": 0.5}
+    extras = {"max_attempts": 2, "backoff_initial": 0.001, "backoff_max": 0.002, "exhausted_wait": 0.01, "timeout": 0.5}
     monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_DEFAULT", sandbox.airflow_conn_json(extras))
 
     # create: applied, the answer lost, and the look-up that would settle it fails too -> try 1 fails.
@@ -37,8 +37,8 @@ def test_retried_tasks_continue_without_duplicates(
     sandbox.inject(
         Fault.graph_error(80007, message="(#80007) Rate limit hit"), count=2, method="POST", path=r"/verify_code$"
     )
-    # register: the status read before it fails (try 1 fails); try 2 registers, the answer is lost,
-    # and the status read settles that it was applied.
+    # register: applied, the answer lost, and the status read that would settle it fails too
+    # (try 1 fails); try 2 reads first, finds the number CONNECTED and does not register again.
     sandbox.inject(Fault.drop(after_apply=True), method="POST", path=r"/register$")
     sandbox.inject(Fault.http(503, b"busy"), count=2, method="GET", path=r"^/\d+$")
 

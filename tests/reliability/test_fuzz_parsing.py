@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_whatsapp.exceptions import GraphAPIError, GraphPermanentError
-from airflow_provider_whatsapp.hooks.graph import GraphRetryPolicy, parse_response, parse_usage
+from airflow_provider_whatsapp.hooks.graph import GraphRetryPolicy, parse_response
+from airflow_provider_whatsapp.hooks.usage import parse_usage_headers
 from tests.policies import FAST_POLICY
 
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None)
@@ -76,7 +77,7 @@ statuses = st.integers(100, 599)
 @FUZZ
 @given(status=statuses, headers=header_maps, body=bodies)
 def test_any_answer_is_a_dict_or_a_graph_api_error(status: int, headers: dict[str, str], body: bytes) -> None:
-    usage = parse_usage(headers)
+    usage = parse_usage_headers(headers)
     try:
         node = parse_response(status, headers, body, usage)
     except GraphAPIError as error:
@@ -95,11 +96,12 @@ def test_any_answer_is_a_dict_or_a_graph_api_error(status: int, headers: dict[st
 @FUZZ
 @given(headers=header_maps)
 def test_usage_headers_never_crash(headers: dict[str, str]) -> None:
-    usage = parse_usage(headers)
+    usage = parse_usage_headers(headers)
     if usage is not None:
-        assert usage.percent >= 0
-        assert usage.regain_seconds >= 0
-        assert 0 <= GraphRetryPolicy().pacing_wait(usage) <= GraphRetryPolicy().max_throttle_wait
+        for reading in [*usage.business.values(), *([usage.app] if usage.app else [])]:
+            assert 0 <= reading.percent <= 1000
+            assert 0 <= reading.regain_seconds <= 24 * 3600
+            assert 0 <= GraphRetryPolicy().pacing_wait(reading) <= GraphRetryPolicy().max_throttle_wait
 
 
 @pytest.fixture
