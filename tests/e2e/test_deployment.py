@@ -102,6 +102,13 @@ def trigger_log(airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: s
     return [json.loads(line) for path in files for line in path.read_text(errors="replace").splitlines() if line]
 
 
+def scheduler_finished_lines(airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str) -> list[str]:
+    """The scheduler's log lines saying it handled an attempt of the task ending (one per exit)."""
+    marker = f"TaskInstance Finished: dag_id={dag_id}, task_id={task_id}, run_id={run_id},"
+    text = airflow.log_path("scheduler").read_text(errors="replace")
+    return [line for line in text.splitlines() if marker in line]
+
+
 def pending_reads(entries: list[dict[str, Any]], number_id: str) -> list[str]:
     """The trigger's own log lines (its class is the logger) saying it read the number PENDING."""
     return [
@@ -118,7 +125,9 @@ def test_onboarding_runs_through_scheduler_workers_and_triggerer(deployment: Dep
     run = airflow.trigger(ONBOARDING, {"cc": "1", "phone_number": "5550170001", "verified_name": "Acme E2E"})
     run_id = run["dag_run_id"]
     deployment.runs[ONBOARDING] = run_id
-    # The number stays PENDING until the sensor has deferred and its trigger has logged reading it.
+    # The number stays PENDING until the sensor has deferred, its trigger has logged reading it,
+    # and the scheduler has handled the deferring attempt's exit: Airflow 3.3 fails a resumed task
+    # whose trigger fired before that (https://github.com/apache/airflow/issues/72716).
     trigger = deferred_trigger(airflow, ONBOARDING, run_id, "wait_connected")
     [pending] = sandbox.numbers()
     wait_until(
@@ -126,6 +135,12 @@ def test_onboarding_runs_through_scheduler_workers_and_triggerer(deployment: Dep
         300,
         "the trigger to read the number PENDING",
     )
+    exit_seen = wait_until(
+        lambda: scheduler_finished_lines(airflow, ONBOARDING, run_id, "wait_connected"),
+        300,
+        "the scheduler to handle the deferring attempt's exit",
+    )
+    assert "state=deferred" in exit_seen[0], exit_seen
     sandbox.set_fields(pending["id"], status="CONNECTED")
     state = airflow.wait_for_run(ONBOARDING, run_id, timeout=300)
     states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(ONBOARDING, run_id)}
