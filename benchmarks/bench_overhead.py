@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import WABA_ID, Result, SandboxProcess, airflow_environment, emit, median
+from benchmarks.common import WABA_ID, Result, SandboxProcess, airflow_environment, emit, median, spread
 
 NAME = "1. per-call overhead"
 TARGET = 1.05
@@ -135,6 +135,13 @@ def run(quick: bool = False) -> Result:
                     ratio=paired_ratio(cpu_per_call[name], cpu_per_call["raw requests"]),
                 )
             result.notes.append(f"{operation}: {calls * rounds} calls per variant, {rounds} interleaved rounds")
+            # How much the round means moved in this run, for reading the ratios above.
+            result.notes.append(
+                f"{operation}: spread of the round means around their median (10th/90th percentile), wall "
+                + ", ".join(f"{name} {spread(per_call[name])}" for name in names)
+                + "; client CPU "
+                + ", ".join(f"{name} {spread(cpu_per_call[name])}" for name in names)
+            )
         stats = sandbox.stats()
         result.check(created == calls * rounds * 3, f"{created} numbers created, {calls * rounds * 3} wanted")
         errors = [status for status in stats["statuses"] if status != 200]

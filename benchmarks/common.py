@@ -163,6 +163,15 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def spread(values: list[float]) -> str:
+    """How far the 10th and 90th percentiles of ``values`` lie from their median, in percent."""
+    if len(values) < 2:
+        return "n/a (one sample)"
+    deciles = statistics.quantiles(values, n=10, method="inclusive")
+    middle = statistics.median(values)
+    return f"{(deciles[0] / middle - 1) * 100:+.1f} %/{(deciles[-1] / middle - 1) * 100:+.1f} %"
+
+
 def machine() -> dict[str, str]:
     """CPU model, cores, RAM and the versions the figures depend on."""
     cpu = platform.processor() or "unknown"

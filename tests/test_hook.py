@@ -400,7 +400,10 @@ class TestSecrets:
                 sandbox.clear_faults()
         proof = hmac.new(secret.encode(), sandbox.token.encode(), hashlib.sha256).hexdigest()
         haystack = "\n".join([caplog.text, *errors, repr(hook), repr(hook.settings)])
-        assert errors
+        # Both faults failed the call (str and repr of each): the expired token, then the proxy page.
+        assert len(errors) == 4, errors
+        assert "code=190" in errors[0] and "subcode=463" in errors[0], errors[0]
+        assert "http_status=502" in errors[2], errors[2]
         for needle in (sandbox.token, secret):
             assert needle not in haystack
         # The proof has to travel in the query string, where urllib3's DEBUG lines show it; it is
