@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_whatsapp import validation
 from airflow_provider_whatsapp.exceptions import GraphAPIError, InvalidInputError, WhatsAppProviderError
+from airflow_provider_whatsapp.hooks.mixin import WHATSAPP_GREEN, WhatsAppHookMixin
 
 if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
-    from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 
-WHATSAPP_GREEN = "#25D366"
 ERROR_XCOM_KEY = "whatsapp_error"
 
 
@@ -28,20 +26,6 @@ def error_details(error: WhatsAppProviderError) -> dict[str, Any]:
     if isinstance(error, InvalidInputError):
         return {"error_class": type(error).__name__, "message": str(error), "field": error.field}
     return {"error_class": type(error).__name__, "message": str(error)}
-
-
-class WhatsAppHookMixin:
-    """Gives an operator or sensor its hook, from its ``whatsapp_conn_id``."""
-
-    whatsapp_conn_id: str
-
-    @cached_property
-    def hook(self) -> WhatsAppBusinessHook:
-        """The hook for this task's connection, created on first use."""
-        # Imported here: parsing a DAG file must not pay for importing requests.
-        from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
-
-        return WhatsAppBusinessHook(whatsapp_conn_id=self.whatsapp_conn_id)
 
 
 class WhatsAppBaseOperator(WhatsAppHookMixin, BaseOperator):

@@ -11,7 +11,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_whatsapp import validation
-from airflow_provider_whatsapp.operators.base import WHATSAPP_GREEN, WhatsAppHookMixin
+from airflow_provider_whatsapp.hooks.mixin import WHATSAPP_GREEN, WhatsAppHookMixin
 from airflow_provider_whatsapp.status import (
     DEFAULT_FAILURE_STATES,
     check_status,
