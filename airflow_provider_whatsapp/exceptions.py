@@ -1,20 +1,19 @@
-"""Errors raised by the WhatsApp Business provider.
+"""Errors raised by the WhatsApp Business provider, and the table that classifies Graph's codes.
 
 Graph answers almost every error with HTTP 400, so the class of an error is decided by its Graph
-``code`` (and ``is_transient``), following the classification in the project's Graph reference.
+``code`` (and ``error_subcode``, ``is_transient``), following Meta's documented classes as listed
+in ``docs/rate_limits.rst``. To teach the provider a new code, add it to
+:data:`ERROR_CLASS_BY_CODE` (or :data:`ERROR_CLASS_BY_SUBCODE`) at the end of this module, and to
+that page's table (a test compares the two).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
-
-# Codes from the reference, by what a client should do about them.
-TRANSIENT_CODES = frozenset({1, 2, 131000, 131016, 133004})
-THROTTLE_CODES = frozenset({4, 17, 32, 341, 613, 80007})
-BLOCKED_CODES = frozenset({133016, 133008, 133015})
 
 EXCERPT_LENGTH = 200
 
@@ -173,3 +172,51 @@ class GraphConnectionError(GraphAPIError):
 
 class GraphResponseError(GraphTransientError):
     """The response was not a Graph JSON answer (an HTML page, an empty or truncated body)."""
+
+
+# --------------------------------------------------------------------------- the table
+
+#: Graph error codes by the class a client should treat them as; every other code is permanent.
+ERROR_CLASS_BY_CODE: Mapping[int, type[GraphAPIError]] = {
+    # Server trouble: retry with backoff.
+    **dict.fromkeys((1, 2, 131000, 131016, 133004), GraphTransientError),
+    # Rate limits: wait the time Graph announced, then retry. 4 is the app-wide platform limit,
+    # 80001-80014 the business-use-case family (80008 is the WhatsApp Business Management API's,
+    # 80007 the Cloud API's), 130429 Cloud API throughput, 131056 the pair rate limit.
+    **dict.fromkeys(
+        (4, 17, 32, 341, 613, *range(80001, 80010), 80014, 130429, 131056),
+        GraphThrottledError,
+    ),
+    # Blocked for hours: fail fast and say until when.
+    **dict.fromkeys((133008, 133015, 133016), GraphBlockedError),
+}
+
+#: Codes whose class depends on the subcode; ``(code, subcode)`` not listed falls back to the code.
+ERROR_CLASS_BY_SUBCODE: Mapping[tuple[int, int], type[GraphAPIError]] = {
+    # "Verification code requested too often": wait, never ask again at once. (136024 with
+    # 2388091, "number not eligible", stays permanent.)
+    (136024, 2388367): GraphThrottledError,
+}
+
+
+def error_class_for(
+    code: int | None, subcode: int | None, *, is_transient: bool, http_status: int | None
+) -> type[GraphAPIError]:
+    """The class of a Graph error answer: by subcode, then code, then ``is_transient`` and HTTP 5xx."""
+    if code is not None:
+        by_subcode = ERROR_CLASS_BY_SUBCODE.get((code, subcode)) if subcode is not None else None
+        known = by_subcode or ERROR_CLASS_BY_CODE.get(code)
+        if known is not None:
+            return known
+    if is_transient or (http_status is not None and http_status >= 500):
+        return GraphTransientError
+    return GraphPermanentError
+
+
+#: Graph's code for the app-wide platform limit (``X-App-Usage``).
+APP_THROTTLE_CODE = 4
+
+
+def is_business_throttle(code: int | None) -> bool:
+    """Whether a throttle code is about one business object (the WABA) rather than the whole app."""
+    return code is not None and (80001 <= code <= 80014)

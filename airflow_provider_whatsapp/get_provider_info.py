@@ -59,7 +59,10 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_provider_whatsapp.hooks.whatsapp"],
+                "python-modules": [
+                    "airflow_provider_whatsapp.hooks.whatsapp",
+                    "airflow_provider_whatsapp.hooks.whatsapp_async",
+                ],
             }
         ],
         "operators": [

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import REPO, Result, airflow_environment, emit, median
+from benchmarks.common import REPO, Result, airflow_environment, emit, median, spread
 
 NAME = "3. import cost"
 TARGET = 1.05
@@ -65,6 +65,10 @@ def run(quick: bool = False) -> Result:
             figure.target = f"<= {TARGET}x {BASELINE}"
             figure.met = value / base <= TARGET
     result.notes.append(f"median of {runs} fresh interpreters per case, interleaved")
+    result.notes.append(
+        "spread of each case's interpreter times around its median (10th/90th percentile): "
+        + ", ".join(f"{name} {spread(values)}" for name, values in timings.items())
+    )
     return result
 
 

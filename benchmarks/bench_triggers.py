@@ -1,10 +1,15 @@
 """Benchmark 4, trigger scale: 1,000 ``PhoneNumberStatusTrigger`` runs in one event loop.
 
 Each number is registered with a connection delay, so every trigger polls a few times before its
-number is ``CONNECTED``. Baseline: the same wait written the way the http provider's
-``HttpSensorTrigger`` polls, one ``aiohttp`` session per poll through ``HttpAsyncHook``. Each
-variant runs in its own interpreter so their memory figures do not mix; the sandbox runs in a
-third process, so the CPU time is the triggers' alone.
+number is ``CONNECTED``; the numbers sit on 10 WABAs. Three variants, each in its own interpreter
+so their memory figures do not mix (the sandbox runs in another process, so the CPU time is the
+triggers' alone):
+
+* ``shared``: our triggers given their ``waba_id``: one list read per WABA per interval;
+* ``ours``: our triggers without a WABA, each reading its own number every interval (the
+  provider's polling before shared reads);
+* ``http``: the same wait written the way the http provider's ``HttpSensorTrigger`` polls, one
+  ``aiohttp`` session per poll through ``HttpAsyncHook``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -26,6 +32,7 @@ NAME = "4. trigger scale"
 RSS_TARGET_MB = 50.0
 # Everything in one variant's event loop must be over by then, whatever goes wrong.
 RUN_TIMEOUT = 300.0
+WABAS = 10
 
 
 def _rss_bytes() -> int:
@@ -36,23 +43,25 @@ def _rss_bytes() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def _prepare(count: int) -> list[str]:
-    """Create and register ``count`` pre-verified numbers (they connect after the sandbox's delay)."""
+def _prepare(count: int, waba_ids: list[str]) -> list[tuple[str, str]]:
+    """Create and register ``count`` pre-verified numbers, spread over the WABAs (they connect
+    after the sandbox's delay); return (number ID, WABA ID) pairs."""
     from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 
     hook = WhatsAppBusinessHook()
     ids = []
     for index in range(count):
+        waba = waba_ids[index % len(waba_ids)]
         node = hook.create_phone_number(
-            WABA_ID, "1", f"555{index:07d}", verified_name="Bench Co", preverified_id="900000000000001"
+            waba, "1", f"555{index:07d}", verified_name="Bench Co", preverified_id="900000000000001"
         )
-        hook.call("POST", f"{node['id']}/register", body={"messaging_product": "whatsapp", "pin": "123456"})
-        ids.append(str(node["id"]))
+        hook.call("POST", f"{node['id']}/register", body={"messaging_product": "whatsapp", "pin": "730264"})
+        ids.append((str(node["id"]), waba))
     hook.close()
     return ids
 
 
-async def _ours(number_id: str, poke_interval: float) -> dict[str, Any]:
+async def _ours(number_id: str, poke_interval: float, waba_id: str | None) -> dict[str, Any]:
     from airflow_provider_whatsapp.triggers.phone_numbers import PhoneNumberStatusTrigger
 
     trigger = PhoneNumberStatusTrigger(
@@ -61,6 +70,7 @@ async def _ours(number_id: str, poke_interval: float) -> dict[str, Any]:
         failure_states={"status": ["BANNED", "DELETED"]},
         poke_interval=poke_interval,
         deadline=time.time() + RUN_TIMEOUT,
+        waba_id=waba_id,
     )
     async for event in trigger.run():
         return dict(event.payload)
@@ -91,7 +101,9 @@ async def _poll_http(
         await asyncio.sleep(poke_interval)
 
 
-async def _measure(variant: str, ids: list[str], poke_interval: float, sandbox: SandboxProcess) -> dict[str, Any]:
+async def _measure(
+    variant: str, ids: list[tuple[str, str]], poke_interval: float, sandbox: SandboxProcess
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {sandbox.token}", "Accept": "application/json"}
     peak_rss = 0
     stop = asyncio.Event()
@@ -103,13 +115,14 @@ async def _measure(variant: str, ids: list[str], poke_interval: float, sandbox: 
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.1)
 
-    def one(number_id: str) -> Any:
-        if variant == "ours":
-            return _ours(number_id, poke_interval)
+    def one(pair: tuple[str, str]) -> Any:
+        number_id, waba = pair
+        if variant in ("ours", "shared"):
+            return _ours(number_id, poke_interval, waba if variant == "shared" else None)
         return _http_sensor_style(number_id, poke_interval, headers)
 
     # Warm-up with one trigger: imports, connection lookup, the pooled client are not "per trigger".
-    sandbox.command(f"connect {ids[0]}")
+    sandbox.command(f"connect {ids[0][0]}")
     warm = await asyncio.wait_for(one(ids[0]), 60)
     sandbox.command("reset_connections")
     requests_before = sandbox.stats()["requests"]
@@ -117,7 +130,7 @@ async def _measure(variant: str, ids: list[str], poke_interval: float, sandbox: 
     cpu_before = time.process_time()
     wall_before = time.monotonic()
     sampler = asyncio.create_task(sample())
-    events = await asyncio.wait_for(asyncio.gather(*(one(number_id) for number_id in ids[1:])), RUN_TIMEOUT)
+    events = await asyncio.wait_for(asyncio.gather(*(one(pair) for pair in ids[1:])), RUN_TIMEOUT)
     wall = time.monotonic() - wall_before
     cpu = time.process_time() - cpu_before
     stop.set()
@@ -140,10 +153,10 @@ async def _measure(variant: str, ids: list[str], poke_interval: float, sandbox: 
 
 
 def _variant(variant: str, count: int, connect_delay: float, poke_interval: float) -> dict[str, Any]:
-    with SandboxProcess(rate_limit=10**9, rate_window=3600.0, connect_delay=connect_delay) as sandbox:
+    with SandboxProcess(rate_limit=10**9, rate_window=3600.0, connect_delay=connect_delay, wabas=WABAS) as sandbox:
         airflow_environment(sandbox.conn_json)
         os.environ["AIRFLOW_CONN_HTTP_SANDBOX"] = json.dumps({"conn_type": "http", "host": sandbox.url})
-        ids = _prepare(count + 1)
+        ids = _prepare(count + 1, sandbox.hello.get("waba_ids") or [WABA_ID])
         measured = asyncio.run(_measure(variant, ids, poke_interval, sandbox))
     statuses = [event.get("status") for event in measured.pop("events")]
     return {**measured, "triggers": len(statuses), "succeeded": statuses.count("success")}
@@ -153,7 +166,7 @@ def run(quick: bool = False) -> Result:
     result = Result(NAME)
     count, connect_delay, poke_interval = (50, 1.5, 0.4) if quick else (1000, 8.0, 2.0)
     measured: dict[str, dict[str, Any]] = {}
-    for variant in ("ours", "http"):
+    for variant in ("shared", "ours", "http"):
         done = subprocess.run(
             [
                 sys.executable,
@@ -178,16 +191,44 @@ def run(quick: bool = False) -> Result:
             result.check(False, f"{variant} run failed: {done.stderr[-800:]}")
             return result
         measured[variant] = json.loads(lines[-1][len("VARIANT ") :])
-    labels = {"ours": "our trigger", "http": "HttpSensorTrigger-style (aiohttp session per poll)"}
+    labels = {
+        "shared": "our trigger, shared reads per WABA",
+        "ours": "our trigger, one read per number",
+        "http": "HttpSensorTrigger-style (aiohttp session per poll)",
+    }
     for variant, values in measured.items():
         result.check(values["triggers"] == count, f"{variant}: {values['triggers']} triggers ran, {count} wanted")
         result.check(values["succeeded"] == count, f"{variant}: {values['succeeded']} of {count} saw CONNECTED")
         result.check(values["non_200"] == 0, f"{variant}: {values['non_200']} polls were not answered 200")
         result.check(values["warm"] == "success", f"{variant}: the warm-up trigger ended {values['warm']}")
-        result.check(values["polls"] >= 2 * count, f"{variant}: only {values['polls']} polls for {count} triggers")
+        if variant != "shared":
+            result.check(values["polls"] >= 2 * count, f"{variant}: only {values['polls']} polls for {count} triggers")
+    per_number = measured["ours"]
+    for variant in ("shared", "ours"):
+        values = measured[variant]
+        # Every trigger's first read comes one interval after it started, then one per interval.
+        intervals = math.ceil(values["wall"] / poke_interval - 1e-6)
+        reads = values["polls"] / intervals
+        figure = result.add(
+            f"{labels[variant]}: Graph reads per interval",
+            reads,
+            "reads",
+            baseline="one read per number",
+            ratio=reads / (per_number["polls"] / math.ceil(per_number["wall"] / poke_interval - 1e-6)),
+        )
+        if variant == "shared":
+            figure.target, figure.met = f"<= {WABAS} (one page each)", reads <= WABAS
+        cpu = values["cpu"] / intervals * 1e3
+        result.add(
+            f"{labels[variant]}: CPU time per interval",
+            cpu,
+            "ms",
+            baseline="one read per number",
+            ratio=cpu / (per_number["cpu"] / math.ceil(per_number["wall"] / poke_interval - 1e-6) * 1e3),
+        )
     base = measured["http"]
     for variant, values in measured.items():
-        ours = variant == "ours"
+        ours = variant in ("ours", "shared")
         label = labels[variant]
         extra_mb = (values["rss_peak"] - values["rss_before"]) / 2**20
         base_mb = (base["rss_peak"] - base["rss_before"]) / 2**20
@@ -227,7 +268,8 @@ def run(quick: bool = False) -> Result:
         result.add(f"{label}: polls", values["polls"], "polls")
         result.add(f"{label}: wall time", values["wall"], "s")
     result.notes.append(
-        f"{count} triggers, numbers connect {connect_delay:g} s after register, poke interval {poke_interval:g} s"
+        f"{count} triggers on {WABAS} WABAs, numbers connect {connect_delay:g} s after register, "
+        f"poke interval {poke_interval:g} s; reads per interval = polls / intervals begun during the wait"
     )
     return result
 
@@ -235,7 +277,7 @@ def run(quick: bool = False) -> Result:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--variant", choices=("ours", "http"))
+    parser.add_argument("--variant", choices=("shared", "ours", "http"))
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--connect-delay", type=float, default=8.0)
     parser.add_argument("--poke-interval", type=float, default=2.0)

@@ -55,6 +55,7 @@ class SandboxProcess:
         self.url = ""
         self.token = ""
         self.conn_json = ""
+        self.hello = {}
 
     def __enter__(self) -> SandboxProcess:
         self._proc = subprocess.Popen(
@@ -65,8 +66,8 @@ class SandboxProcess:
             text=True,
             bufsize=1,
         )
-        hello = self._read_line()
-        self.url, self.token, self.conn_json = hello["url"], hello["token"], hello["conn"]
+        self.hello: dict[str, Any] = self._read_line()
+        self.url, self.token, self.conn_json = self.hello["url"], self.hello["token"], self.hello["conn"]
         return self
 
     def _read_line(self) -> Any:
@@ -160,6 +161,15 @@ class Result:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def spread(values: list[float]) -> str:
+    """How far the 10th and 90th percentiles of ``values`` lie from their median, in percent."""
+    if len(values) < 2:
+        return "n/a (one sample)"
+    deciles = statistics.quantiles(values, n=10, method="inclusive")
+    middle = statistics.median(values)
+    return f"{(deciles[0] / middle - 1) * 100:+.1f} %/{(deciles[-1] / middle - 1) * 100:+.1f} %"
 
 
 def machine() -> dict[str, str]:

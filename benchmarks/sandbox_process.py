@@ -43,9 +43,16 @@ def _stats(sandbox: Any, counter: _ConnectionCounter) -> dict[str, Any]:
         "statuses": [r.status for r in requests],
         "request_times": [r.time for r in requests],
         "numbers": [
-            {"id": n["id"], "status": n["status"], "cc": n["cc"], "phone_number": n["phone_number"]}
+            {
+                "id": n["id"],
+                "status": n["status"],
+                "cc": n["cc"],
+                "phone_number": n["phone_number"],
+                "register_calls": sandbox.register_calls(n["id"]),
+            }
             for n in sandbox.numbers()
         ],
+        "rejected_calls": sandbox.rejected_calls,
         "clock_now": sandbox.clock.now(),
         "window_start": sandbox.rate_window_start,
     }
@@ -59,7 +66,14 @@ def main() -> None:
     with GraphSandbox(**options) as sandbox:
         counter = _ConnectionCounter(sandbox._server)
         print(
-            json.dumps({"url": sandbox.url, "token": sandbox.token, "conn": sandbox.airflow_conn_json(extra)}),
+            json.dumps(
+                {
+                    "url": sandbox.url,
+                    "token": sandbox.token,
+                    "conn": sandbox.airflow_conn_json(extra),
+                    "waba_ids": list(getattr(sandbox, "waba_ids", [sandbox.default_waba_id])),
+                }
+            ),
             flush=True,
         )
         for line in sys.stdin:
@@ -80,6 +94,8 @@ def main() -> None:
                 # Moves the sandbox clock: a benchmark's client "sleeps" by advancing it.
                 sandbox.clock.advance(float(argument))
                 answer = {"offset": sandbox.clock.offset}
+            elif command == "clock":
+                answer = {"now": sandbox.clock.now()}
             elif command == "connect":
                 sandbox.set_fields(argument, status="CONNECTED")
             else:

@@ -1,7 +1,10 @@
 """Onboard many numbers at once with dynamic task mapping; one bad number does not stop the rest.
 
 The numbers come from the ``numbers`` DAG param (a list of ``{"cc", "phone_number",
-"verified_name"}``) or, when it is empty, from ``whatsapp_bulk_numbers.csv`` beside this file.
+"verified_name", "waba_id"}``) or, when it is empty, from ``whatsapp_bulk_numbers.csv`` beside this
+file. ``waba_id`` is optional per number (the connection's ``waba_id`` extra when missing or
+blank), so one run can onboard numbers of many businesses; each WABA's calls are paced by that
+WABA's own rate limit.
 Each number runs through its own mapped task group (create -> request code -> verify ->
 register); a final ``report`` task says which numbers succeeded and, for the others, which step
 failed and why (the Graph error, or the input rule that was broken).
@@ -45,21 +48,35 @@ with DAG(
 ) as dag:
 
     @task
-    def numbers_to_onboard(params: dict[str, Any]) -> list[dict[str, str]]:
+    def numbers_to_onboard(params: dict[str, Any]) -> list[dict[str, str | None]]:
         if params["numbers"]:
-            return [dict(number) for number in params["numbers"]]
-        with NUMBERS_CSV.open(newline="") as handle:
-            return list(csv.DictReader(handle))
+            rows = [dict(number) for number in params["numbers"]]
+        else:
+            with NUMBERS_CSV.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        # Every mapped group gets the same keys; a blank WABA means the connection's.
+        return [{**row, "waba_id": (row.get("waba_id") or "").strip() or None} for row in rows]
 
     # [START howto_bulk_onboarding_mapped_group]
     @task_group(group_id=GROUP)
-    def onboard(cc: str, phone_number: str, verified_name: str) -> None:
+    def onboard(cc: str, phone_number: str, verified_name: str, waba_id: str | None) -> None:
         create = CreatePhoneNumberOperator(
-            task_id="create_phone_number", cc=cc, phone_number=phone_number, verified_name=verified_name
+            task_id="create_phone_number",
+            cc=cc,
+            phone_number=phone_number,
+            verified_name=verified_name,
+            waba_id=waba_id,
         )
-        request_code = RequestVerificationCodeOperator(task_id="request_code", phone_number_id=create.output)
+        # The WABA the number was created on, so each step is paced by its rate limit.
+        number_waba = (
+            "{{ ti.xcom_pull(task_ids='onboard.create_phone_number', map_indexes=ti.map_index, key='waba_id') }}"
+        )
+        request_code = RequestVerificationCodeOperator(
+            task_id="request_code", phone_number_id=create.output, waba_id=number_waba
+        )
         verify = VerifyCodeOperator(
             task_id="verify_code",
+            waba_id=number_waba,
             phone_number_id=request_code.output,
             code=(
                 "{{ sandbox_verification_code(conn.whatsapp_default.host, "
@@ -67,7 +84,10 @@ with DAG(
             ),
         )
         RegisterPhoneNumberOperator(
-            task_id="register", phone_number_id=verify.output, pin_variable="whatsapp_two_step_pin"
+            task_id="register",
+            phone_number_id=verify.output,
+            waba_id=number_waba,
+            pin_variable="whatsapp_two_step_pin",
         )
 
     numbers = numbers_to_onboard()

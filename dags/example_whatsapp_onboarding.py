@@ -103,10 +103,15 @@ with DAG(
     wait_connected = PhoneNumberStatusSensor(
         task_id="wait_connected",
         phone_number_id=register.output,
+        # Waits on numbers of one WABA share one list read per interval in the triggerer.
+        waba_id="{{ ti.xcom_pull(task_ids='create_phone_number', key='waba_id') }}",
         target={"code_verification_status": "VERIFIED", "status": "CONNECTED"},
         deferrable=True,
         poke_interval=1,
         timeout=600,
+        # A retry only reads again: it covers Airflow's resume race (see the sensor's docs).
+        retries=2,
+        retry_delay=timedelta(seconds=5),
     )
     # [END howto_sensor_phone_number_status]
 

@@ -26,6 +26,7 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ.pop("AIRFLOW_CONN_WHATSAPP_DEFAULT", None)
 
+from tests.fuzz import report_header  # noqa: E402
 from tests.policies import FAST_POLICY  # noqa: E402
 
 
@@ -42,6 +43,28 @@ class SleepRecorder:
         time.sleep(min(seconds, 0.005))
 
 
+# Airflow's public API adds masks (``airflow.sdk.log.mask_secret``) but has none to forget them;
+# its supervisor resets each task process's masker through this private function, in the SDK's
+# module and in the core's. tests/test_secrets_masker_reset.py fails loudly if either moves.
+SECRETS_MASKER_MODULES = ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker")
+
+
+def reset_secrets_maskers() -> None:
+    """Forget every masked secret, as a new task process starts."""
+    for module_name in SECRETS_MASKER_MODULES:
+        module = sys.modules.get(module_name)
+        if module is not None:  # not imported yet: nothing has been masked
+            module.reset_secrets_masker()
+
+
+@pytest.fixture(autouse=True)
+def fresh_usage_store() -> None:
+    """Start every test with no rate-limit usage known, as a new task or triggerer process does."""
+    from airflow_provider_whatsapp.hooks.usage import USAGE_STORE
+
+    USAGE_STORE.clear()
+
+
 @pytest.fixture(autouse=True)
 def fresh_secrets_masker() -> None:
     """Start every test with an empty secrets masker, as every Airflow task process does.
@@ -49,10 +72,11 @@ def fresh_secrets_masker() -> None:
     The masker is process-wide and joins its patterns in set order: a 5-digit PIN masked by one
     test would otherwise mask the first five digits of another test's 6-digit code (``***6``).
     """
-    for module_name in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker"):
-        module = sys.modules.get(module_name)
-        if module is not None:  # not imported yet: nothing has been masked
-            module.reset_secrets_masker()
+    reset_secrets_maskers()
+
+
+def pytest_report_header() -> str:
+    return report_header()
 
 
 @pytest.fixture(scope="session")

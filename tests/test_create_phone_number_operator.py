@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from airflow_provider_whatsapp.exceptions import InvalidInputError
 from airflow_provider_whatsapp.operators.phone_numbers import CreatePhoneNumberOperator
 from airflow_provider_whatsapp.sandbox import Fault
+from tests.bad_input_cases import CASES, BadInput, as_params
 
 DAG_ID = "example_whatsapp_create_phone_number"
 
@@ -99,32 +101,65 @@ class FakeTaskInstance:
         self.pushed[key] = value
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"cc": "+44"}, "cc"),
-        ({"cc": "{{ params.missing }}"}, "cc"),
-        ({"phone_number": "+447700900123"}, "phone_number"),
-        ({"phone_number": "77OO900123"}, "phone_number"),
-        ({"phone_number": "7700900123456789"}, "phone_number"),
-        ({"verified_name": "X"}, "verified_name"),
-        ({"verified_name": "X" * 76}, "verified_name"),
-        ({"waba_id": "  "}, "waba_id"),
-        ({"waba_id": "12ab"}, "waba_id"),
-        ({"migrate_phone_number": "maybe"}, "migrate_phone_number"),
-    ],
-)
-def test_bad_input_fails_before_any_request(
-    whatsapp_connection: Any, run_inline_dag: Any, kwargs: dict[str, Any], field: str
-) -> None:
+def _run_create(run_inline_dag: Any, dag_id: str, arguments: dict[str, Any], **dag_kwargs: Any) -> Any:
+    """One DAG run of the operator alone, allowed a retry (bad input must not use it)."""
     from airflow.sdk import DAG
 
-    arguments: dict[str, Any] = {"cc": "44", "phone_number": "7700900123", "verified_name": "Acme UK"}
-    arguments.update(kwargs)
-    with DAG(f"test_bad_input_{field}", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+    from tests.conftest import DagRunResult
+
+    with DAG(
+        dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        params={"nothing": None},
+        default_args={"retries": 1, "retry_delay": timedelta(seconds=0)},
+        **dag_kwargs,
+    ) as dag:
         CreatePhoneNumberOperator(task_id="create", **arguments)
     dag_run = run_inline_dag(dag)
-    assert str(dag_run.state) == "failed"
+    return DagRunResult(dag.dag_id, dag_run.run_id, str(dag_run.state))
+
+
+def _rejection(result: Any) -> dict[str, Any] | None:
+    """The error the failed task recorded for the user under the documented XCom key, if any."""
+    error: dict[str, Any] | None = result.xcoms.get(("create", "whatsapp_error", -1))
+    return error
+
+
+@pytest.mark.parametrize("bad", as_params([bad for bad in CASES if bad.operator == "CreatePhoneNumberOperator"]))
+def test_bad_input_fails_the_run_naming_field_and_rule(
+    whatsapp_connection: Any, run_inline_dag: Any, bad: BadInput
+) -> None:
+    dag_id = "test_bad_input_" + re.sub(r"\W+", "_", f"{bad.field}_{bad.rule}")
+    result = _run_create(run_inline_dag, dag_id, bad.kwargs, render_template_as_native_obj=bad.native)
+    assert result.state == "failed"
+    assert result.task_state("create") == "failed"
+    assert result.try_numbers[("create", -1)] == 1, "bad input was retried"
+    rejection = _rejection(result)
+    assert rejection is not None, "the task failed without saying which input was wrong"
+    assert rejection["error_class"] == "InvalidInputError", rejection
+    assert rejection["field"] == bad.field, rejection
+    assert rejection["message"].startswith(f"{bad.field}: "), rejection
+    assert bad.rule in rejection["message"], rejection
+    assert whatsapp_connection.requests == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "conn_id"),
+    [
+        pytest.param({"cc": "{{ params.missing }}"}, "whatsapp_default", id="template-of-an-undefined-param"),
+        pytest.param({}, "whatsapp_missing", id="valid-input-missing-connection"),
+    ],
+)
+def test_a_failure_for_another_reason_is_no_bad_input_rejection(
+    whatsapp_connection: Any, run_inline_dag: Any, arguments: dict[str, Any], conn_id: str
+) -> None:
+    """The runs fail, but not with a rejection naming a field: the check above tells them apart."""
+    good = {"cc": "44", "phone_number": "7700900123", "verified_name": "Acme UK"}
+    dag_id = f"test_other_failure_{conn_id}_{len(arguments)}"
+    result = _run_create(run_inline_dag, dag_id, {**good, **arguments, "whatsapp_conn_id": conn_id})
+    assert result.state == "failed"
+    assert _rejection(result) is None
     assert whatsapp_connection.requests == []
 
 

@@ -294,8 +294,9 @@ class TestRateLimitPacing:
         policy = GraphRetryPolicy(max_attempts=2, slowdown_wait=0.0, max_throttle_wait=120.0)
         hook = WhatsAppBusinessHook(retry_policy=policy, sleep=sleep_on_sandbox_clock)
         node_id = create(hook, sandbox)["id"]
-        assert hook.usage is not None
-        assert hook.usage.percent == 10
+        usage = hook.rate_limit_usage(sandbox.default_waba_id)
+        assert usage is not None
+        assert usage.percent == 10
         for _ in range(28):
             assert hook.get_phone_number(node_id)["id"] == node_id
         # 29 calls at 10 per window: two full windows waited out, never a call past the limit.
@@ -399,7 +400,10 @@ class TestSecrets:
                 sandbox.clear_faults()
         proof = hmac.new(secret.encode(), sandbox.token.encode(), hashlib.sha256).hexdigest()
         haystack = "\n".join([caplog.text, *errors, repr(hook), repr(hook.settings)])
-        assert errors
+        # Both faults failed the call (str and repr of each): the expired token, then the proxy page.
+        assert len(errors) == 4, errors
+        assert "code=190" in errors[0] and "subcode=463" in errors[0], errors[0]
+        assert "http_status=502" in errors[2], errors[2]
         for needle in (sandbox.token, secret):
             assert needle not in haystack
         # The proof has to travel in the query string, where urllib3's DEBUG lines show it; it is

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_whatsapp.sandbox import FIXED_TEST_CODE
-from tests.secret_search import Haystack
+from tests.secret_search import Haystack, leaked, search_each
 
 PIN = "918273"
+CODE = "722453"
+WRONG_CODE = "850546"
 
 
 def _rendered_fields(dag_id: str, run_id: str) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def _rendered_fields(dag_id: str, run_id: str) -> dict[str, Any]:
 
 @pytest.fixture
 def sandbox(whatsapp_sandbox_factory: Any, monkeypatch: Any) -> Any:
-    sandbox = whatsapp_sandbox_factory(fixed_code=FIXED_TEST_CODE, connect_delay=0.0)
+    sandbox = whatsapp_sandbox_factory(fixed_code=CODE, connect_delay=0.0)
     monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_DEFAULT", sandbox.airflow_conn_json())
     return sandbox
 
@@ -54,7 +55,7 @@ def test_literal_pin_and_code_are_masked_everywhere(
             task_id="create", cc="1", phone_number="5550109911", verified_name="Acme Secrets"
         )
         request = RequestVerificationCodeOperator(task_id="request", phone_number_id=create.output)
-        verify = VerifyCodeOperator(task_id="verify", phone_number_id=request.output, code=FIXED_TEST_CODE)
+        verify = VerifyCodeOperator(task_id="verify", phone_number_id=request.output, code=CODE)
         register = RegisterPhoneNumberOperator(task_id="register", phone_number_id=verify.output, pin=PIN)
         SetTwoStepVerificationPinOperator(task_id="set_pin", phone_number_id=register.output, pin="{{ '" + PIN + "' }}")
 
@@ -64,7 +65,7 @@ def test_literal_pin_and_code_are_masked_everywhere(
     # The secrets did reach Graph: the masking is not hiding an empty value.
     [register_call] = sandbox.requests_to(method="POST", path=r"/register$")
     assert register_call.body["pin"] == PIN
-    assert sandbox.requests_to(method="POST", path=r"/verify_code$")[0].body["code"] == FIXED_TEST_CODE
+    assert sandbox.requests_to(method="POST", path=r"/verify_code$")[0].body["code"] == CODE
 
     rendered = _rendered_fields(dag.dag_id, dag_run.run_id)
     assert rendered["verify"]["code"] == "***"
@@ -80,8 +81,8 @@ def test_literal_pin_and_code_are_masked_everywhere(
     haystack.add("task output", captured.out + captured.err)
     haystack.add("rendered template fields", rendered)
     haystack.add("xcom", repr(result.xcoms))
-    secrets = {"PIN": PIN, "verification code": FIXED_TEST_CODE, "token": sandbox.token}
-    assert {name: haystack.find(value) for name, value in secrets.items()} == {name: {} for name in secrets}
+    secrets = {"PIN": PIN, "verification code": CODE, "token": sandbox.token}
+    assert leaked(search_each(haystack, secrets)) == {}
 
 
 def test_pin_from_variable_is_masked(sandbox: Any, run_inline_dag: Any, monkeypatch: Any, capsys: Any) -> None:
@@ -107,7 +108,7 @@ def test_pin_from_variable_is_masked(sandbox: Any, run_inline_dag: Any, monkeypa
     haystack = Haystack()
     haystack.add("task output", captured.out + captured.err)
     haystack.add("rendered template fields", _rendered_fields(dag.dag_id, dag_run.run_id))
-    assert haystack.find(PIN) == {}
+    assert leaked(search_each(haystack, {"PIN": PIN})) == {}
 
 
 def test_wrong_code_error_does_not_echo_the_code(sandbox: Any, run_inline_dag: Any, capsys: Any) -> None:
@@ -119,13 +120,12 @@ def test_wrong_code_error_does_not_echo_the_code(sandbox: Any, run_inline_dag: A
         VerifyCodeOperator,
     )
 
-    wrong = "654321"
     with DAG("test_lifecycle_secrets_wrong_code", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         create = CreatePhoneNumberOperator(
             task_id="create", cc="1", phone_number="5550109913", verified_name="Acme Secrets"
         )
         request = RequestVerificationCodeOperator(task_id="request", phone_number_id=create.output)
-        VerifyCodeOperator(task_id="verify", phone_number_id=request.output, code=wrong)
+        VerifyCodeOperator(task_id="verify", phone_number_id=request.output, code=WRONG_CODE)
     dag_run = run_inline_dag(dag)
     assert str(dag_run.state) == "failed"
     from tests.conftest import DagRunResult
@@ -137,4 +137,4 @@ def test_wrong_code_error_does_not_echo_the_code(sandbox: Any, run_inline_dag: A
     haystack = Haystack()
     haystack.add("task output", captured.out + captured.err)
     haystack.add("xcom", repr(result.xcoms))
-    assert haystack.find(wrong) == {}
+    assert leaked(search_each(haystack, {"wrong code": WRONG_CODE})) == {}

@@ -112,7 +112,7 @@ def test_status_sensor_trigger_rebuilds_from_its_serialized_row(example_dags: di
     assert sensors, "the example DAGs should include the deferrable status sensor"
     for sensor in sensors:
         assert sensor.deferrable
-        trigger = sensor.build_trigger("106540352242922")
+        trigger = sensor.build_trigger("106540352242922", waba_id="102290129340398")
         classpath, kwargs = trigger.serialize()
         json.dumps(kwargs)  # plain values only
         row = Trigger.from_object(trigger)

@@ -138,7 +138,7 @@ class TestAsyncHookRetries:
 
     @staticmethod
     def read(number_id: str, **kwargs: Any) -> tuple[Any, list[float]]:
-        from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessAsyncHook
+        from airflow_provider_whatsapp.hooks.whatsapp_async import WhatsAppBusinessAsyncHook
         from tests.policies import FAST_POLICY
 
         waits: list[float] = []

@@ -1,13 +1,12 @@
 """The Graph protocol, free of any HTTP client: settings, request building, response parsing,
-error classification, usage headers and the retry policy.
+error classification and the retry and pacing policy.
 
-The synchronous hook (``requests``) and the asynchronous trigger client (``httpx``) both use this
-module, so the two paths cannot drift apart.
+The synchronous hook (``requests``) and the asynchronous hook (``httpx``) both use this module
+through :mod:`~airflow_provider_whatsapp.hooks.exchange`, so the two paths cannot drift apart.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
@@ -23,10 +22,7 @@ from urllib.parse import urlencode
 
 from airflow_provider_whatsapp import __version__, validation
 from airflow_provider_whatsapp.exceptions import (
-    BLOCKED_CODES,
     EXCERPT_LENGTH,
-    THROTTLE_CODES,
-    TRANSIENT_CODES,
     GraphAPIError,
     GraphBlockedError,
     GraphConnectionError,
@@ -35,13 +31,16 @@ from airflow_provider_whatsapp.exceptions import (
     GraphThrottledError,
     GraphTransientError,
     InvalidInputError,
+    error_class_for,
 )
+from airflow_provider_whatsapp.hooks.usage import UsageReading, UsageReport
 
 DEFAULT_HOST = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v26.0"
 DEFAULT_TIMEOUT = 30.0
 USER_AGENT = f"airflow-provider-whatsapp/{__version__}"
 REGISTER_BLOCK = timedelta(hours=72)
+_QUERY_RE = re.compile(r"\?\S*")
 _ISO_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
 
 
@@ -111,6 +110,7 @@ class GraphRequest:
     """A Graph call, built once and sent by whichever client."""
 
     method: str
+    path: str
     url: str
     params: dict[str, str]
     json_body: dict[str, Any] | None
@@ -141,9 +141,11 @@ def build_request(
         "User-Agent": USER_AGENT,
         "Accept": "application/json",
     }
+    path = path.lstrip("/")
     return GraphRequest(
         method=method,
-        url=f"{settings.host}/{settings.api_version}/{path.lstrip('/')}",
+        path=path,
+        url=f"{settings.host}/{settings.api_version}/{path}",
         params=query,
         json_body=dict(body) if body is not None else None,
         headers=headers,
@@ -156,99 +158,25 @@ def _param(value: Any) -> str:
     return str(value)
 
 
-# --------------------------------------------------------------------------- usage headers
+# --------------------------------------------------------------------------- responses
 
 
-@dataclass(frozen=True)
-class RateLimitUsage:
-    """
-    The latest rate-limit usage Graph reported, as percentages of the limit.
-
-    :param percent: the highest of call count, CPU time and total time, over every object reported.
-    :param regain_seconds: how long until access is regained, when Graph said so (0 otherwise).
-    :param business_usage: the parsed ``X-Business-Use-Case-Usage`` header.
-    :param app_usage: the parsed ``X-App-Usage`` header.
-    :param observed_at: ``time.monotonic()`` when the response arrived.
-    """
-
-    percent: float
-    regain_seconds: float
-    business_usage: dict[str, Any]
-    app_usage: dict[str, Any]
-    observed_at: float
-
-
-def _number(value: Any) -> float:
-    # Usage headers come from a proxy chain we do not control: anything unreadable counts as 0.
-    if isinstance(value, bool):
-        return 0.0
+def _seconds(raw: str | None) -> float:
     try:
-        number = float(value)
-    except (TypeError, ValueError):
+        value = float((raw or "").strip())
+    except ValueError:
         return 0.0
-    return number if math.isfinite(number) and number > 0 else 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0
 
 
-def _json_object(raw: str | None) -> dict[str, Any]:
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except (ValueError, TypeError, RecursionError):
-        # A garbled header must not cost the response it came with.
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-@functools.lru_cache(maxsize=256)
-def _read_usage(business_raw: str | None, app_raw: str | None) -> tuple[float, float, dict[str, Any], dict[str, Any]]:
-    # Cached on the raw header text: consecutive answers mostly repeat it, and parsing it on
-    # every call was the largest cost of the hook itself. Callers only read the dicts.
-    business = _json_object(business_raw)
-    app = _json_object(app_raw)
-    percent = 0.0
-    regain_minutes = 0.0
-    for entries in business.values():
-        for entry in entries if isinstance(entries, list) else [entries]:
-            if not isinstance(entry, dict):
-                continue
-            percent = max(percent, *(_number(entry.get(k)) for k in ("call_count", "total_cputime", "total_time")))
-            regain_minutes = max(regain_minutes, _number(entry.get("estimated_time_to_regain_access")))
-    percent = max(percent, *(_number(app.get(k)) for k in ("call_count", "total_cputime", "total_time")))
-    return percent, regain_minutes * 60.0, business, app
-
-
-def parse_usage(headers: Mapping[str, str], now: float | None = None) -> RateLimitUsage | None:
-    """Read ``X-Business-Use-Case-Usage`` and ``X-App-Usage``; ``None`` when neither is there."""
-    business_raw = headers.get("X-Business-Use-Case-Usage")
-    app_raw = headers.get("X-App-Usage")
-    if not business_raw and not app_raw:
-        return None
-    percent, regain_seconds, business, app = _read_usage(business_raw or None, app_raw or None)
-    if not business and not app:
-        return None
-    return RateLimitUsage(
-        percent=percent,
-        regain_seconds=regain_seconds,
-        business_usage=business,
-        app_usage=app,
-        observed_at=time.monotonic() if now is None else now,
-    )
-
-
-def retry_after_seconds(headers: Mapping[str, str], usage: RateLimitUsage | None) -> float | None:
-    """The wait Graph asked for: ``Retry-After`` first, then the usage header's regain time."""
-    raw = headers.get("Retry-After")
-    if raw:
-        seconds = _number(raw.strip())
-        if seconds > 0:
-            return seconds
+def retry_after_seconds(headers: Mapping[str, str], usage: UsageReport | None) -> float | None:
+    """The wait Graph asked for: ``Retry-After`` first, then the usage headers' regain time."""
+    seconds = _seconds(headers.get("Retry-After"))
+    if seconds > 0:
+        return seconds
     if usage is not None and usage.regain_seconds > 0:
         return usage.regain_seconds
     return None
-
-
-# --------------------------------------------------------------------------- responses
 
 
 def _excerpt(body: bytes) -> str:
@@ -276,7 +204,7 @@ def parse_response(
     status: int,
     headers: Mapping[str, str],
     body: bytes,
-    usage: RateLimitUsage | None = None,
+    usage: UsageReport | None = None,
 ) -> dict[str, Any]:
     """Return the JSON object of a successful answer, or raise the right :class:`GraphAPIError`."""
     try:
@@ -316,14 +244,14 @@ def graph_error_from(
     error: Mapping[str, Any],
     status: int | None,
     headers: Mapping[str, str],
-    usage: RateLimitUsage | None = None,
+    usage: UsageReport | None = None,
 ) -> GraphAPIError:
-    """Build the error class the reference prescribes from a Graph ``error`` object."""
+    """Build the error of the class :func:`~airflow_provider_whatsapp.exceptions.error_class_for`
+    gives for a Graph ``error`` object."""
     code = _int_or_none(error.get("code"))
     subcode = _int_or_none(error.get("error_subcode"))
-    is_transient = error.get("is_transient") is True
-    data = error.get("error_data")
-    details = _text_or_none(data.get("details")) if isinstance(data, dict) else None
+    is_transient = error.get("is_transient") in (True, "true", "True")
+    details = _details(error.get("error_data"))
     kwargs: dict[str, Any] = {
         "code": code,
         "error_subcode": subcode,
@@ -337,13 +265,23 @@ def graph_error_from(
         "retry_after": retry_after_seconds(headers, usage),
     }
     message = _text_or_none(error.get("message")) or "(no message)"
-    if code in BLOCKED_CODES:
-        return GraphBlockedError(message, blocked_until=_blocked_until(code, kwargs), **kwargs)
-    if code in THROTTLE_CODES:
-        return GraphThrottledError(message, **kwargs)
-    if is_transient or code in TRANSIENT_CODES or (status is not None and status >= 500):
-        return GraphTransientError(message, **kwargs)
-    return GraphPermanentError(message, **kwargs)
+    error_class = error_class_for(code, subcode, is_transient=is_transient, http_status=status)
+    if issubclass(error_class, GraphBlockedError):
+        return error_class(message, blocked_until=_blocked_until(code, kwargs), **kwargs)
+    return error_class(message, **kwargs)
+
+
+def _details(data: Any) -> str | None:
+    # error_data comes as an object, a plain string, or an object encoded as a JSON string.
+    if isinstance(data, str):
+        try:
+            decoded = json.loads(data)
+        except (ValueError, RecursionError):
+            return _text_or_none(data)
+        data = decoded if isinstance(decoded, dict) else data
+    if isinstance(data, dict):
+        return _text_or_none(data.get("details"))
+    return _text_or_none(data) if data not in (None, "") else None
 
 
 def _blocked_until(code: int | None, fields: Mapping[str, Any]) -> datetime | None:
@@ -413,19 +351,22 @@ class GraphRetryPolicy:
         if isinstance(error, GraphAPIError) and error.retry_after:
             # Graph told us how long; waiting less only earns another refusal.
             return min(float(error.retry_after), self.max_throttle_wait)
+        if isinstance(error, GraphThrottledError):
+            # Throttled without a time: a blind exponential would hammer a budget that is spent.
+            return min(self.exhausted_wait, self.max_throttle_wait)
         base = min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, attempt - 1))
         # Full jitter on the upper half keeps many mapped tasks from retrying in lockstep.
         return base / 2 + random.uniform(0, base / 2)
 
-    def pacing_wait(self, usage: RateLimitUsage | None, now: float | None = None) -> float:
-        """How long to hold the next call back, given the latest usage Graph reported."""
-        if usage is None or usage.percent < self.usage_threshold:
+    def pacing_wait(self, reading: UsageReading | None, now: float | None = None) -> float:
+        """How long to hold the next call back, given the latest usage Graph reported for its budget."""
+        if reading is None or reading.percent < self.usage_threshold:
             return 0.0
-        elapsed = (time.monotonic() if now is None else now) - usage.observed_at
-        if usage.percent >= 100:
-            wanted = usage.regain_seconds if usage.regain_seconds > 0 else self.exhausted_wait
+        elapsed = (time.monotonic() if now is None else now) - reading.observed_at
+        if reading.percent >= 100:
+            wanted = reading.regain_seconds if reading.regain_seconds > 0 else self.exhausted_wait
             return max(0.0, min(wanted, self.max_throttle_wait) - elapsed)
-        return max(0.0, self.slowdown_wait - elapsed)
+        return max(0.0, min(self.slowdown_wait, self.max_throttle_wait) - elapsed)
 
 
 def retry_policy_from_extra(extra: Mapping[str, Any]) -> GraphRetryPolicy:
@@ -443,67 +384,52 @@ def retry_policy_from_extra(extra: Mapping[str, Any]) -> GraphRetryPolicy:
     return GraphRetryPolicy(**overrides)
 
 
-def retry_arguments(
-    policy: GraphRetryPolicy, log: Any, method: str, path: str, *, failed_first: BaseException | None = None
-) -> dict[str, Any]:
-    """Keyword arguments for ``tenacity.Retrying``/``AsyncRetrying``: one retry policy for both.
-
-    :param failed_first: the error of a first attempt already made outside tenacity (the sync
-        hook's fast path). Tenacity then owns attempts 2 to ``max_attempts``: it waits for that
-        error before its first attempt, and counts and logs attempts from 2.
-    """
-    import tenacity
-
-    done = 0 if failed_first is None else 1
-
-    def log_wait(error: BaseException | None, seconds: float, next_attempt: int) -> None:
-        log.warning(
-            "Graph call %s %s failed (%s, code=%s, subcode=%s); retrying in %.2fs (attempt %d of %d)",
-            method,
-            path,
-            type(error).__name__,
-            getattr(error, "code", None),
-            getattr(error, "error_subcode", None),
-            seconds,
-            next_attempt,
-            policy.max_attempts,
-        )
-
-    def log_retry(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        log_wait(error, state.upcoming_sleep, state.attempt_number + done + 1)
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        return policy.wait_for(state.outcome.exception() if state.outcome else None, state.attempt_number + done)
-
-    arguments: dict[str, Any] = {
-        "retry": tenacity.retry_if_exception(policy.should_retry),
-        "wait": wait,
-        "stop": (
-            tenacity.stop_after_attempt(policy.max_attempts - done) | tenacity.stop_before_delay(policy.max_total_wait)
-        ),
-        "before_sleep": log_retry,
-        "reraise": True,
-    }
-    if failed_first is not None:
-        first_wait = policy.wait_for(failed_first, 1)
-
-        def wait_out_first_failure(state: tenacity.RetryCallState) -> None:
-            if state.attempt_number == 1:
-                log_wait(failed_first, first_wait, 2)
-                state.retry_object.sleep(first_wait)  # type: ignore[attr-defined]
-
-        arguments["before"] = wait_out_first_failure
-    return arguments
-
-
 def connection_error(exc: BaseException, *, request_sent: bool) -> GraphConnectionError:
     """Describe a transport failure without the URL's query (it may carry the proof)."""
     kind = type(exc).__name__
     where = "after the request was sent (it may have been applied)" if request_sent else "before the request was sent"
-    return GraphConnectionError(f"{kind} {where}", request_sent=request_sent, excerpt=None)
+    cause = _QUERY_RE.sub("?...", str(exc))[:300]
+    return GraphConnectionError(f"{kind} {where}: {cause}", request_sent=request_sent, excerpt=None)
 
 
 def normalise_digits(text: str | None) -> str:
     """Digits of a displayed phone number, to compare ``+1 555-010-0001`` with ``15550100001``."""
     return "".join(ch for ch in (text or "") if ch.isdigit())
+
+
+# --------------------------------------------------------------------------- list pages
+
+#: Nodes listed per page when reading a WABA's numbers; Graph's maximum.
+LIST_PAGE_SIZE = 100
+#: A cursor loop in a misbehaving proxy must not spin forever: this many pages is a million numbers.
+MAX_PAGES = 10_000
+
+
+def page_nodes(page: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The nodes of one page of a list answer."""
+    data = page.get("data")
+    if not isinstance(data, list):
+        raise GraphResponseError("A phone_numbers page had no data list", excerpt=str(page)[:200])
+    return [node for node in data if isinstance(node, dict)]
+
+
+def next_page_cursor(page: Mapping[str, Any], seen: set[str]) -> str | None:
+    """The ``after`` cursor of the next page, or ``None`` on the last page (or a cursor seen before).
+
+    The cursor is followed, not ``paging.next``: Graph's next URL carries the token.
+    """
+    paging = page.get("paging")
+    paging = paging if isinstance(paging, dict) else {}
+    cursors = paging.get("cursors")
+    cursor = cursors.get("after") if isinstance(cursors, dict) else None
+    if not paging.get("next") or not isinstance(cursor, str) or not cursor or cursor in seen:
+        return None
+    seen.add(cursor)
+    return cursor
+
+
+def list_params(fields: str | list[str] | None, limit: int) -> dict[str, Any]:
+    """Query of the first page of ``GET /{waba_id}/phone_numbers``, checked."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_PAGE_SIZE:
+        raise InvalidInputError("limit", f"must be a whole number from 1 to {LIST_PAGE_SIZE}")
+    return {"fields": validation.fields_param(fields), "limit": limit}

@@ -38,7 +38,7 @@ class WhatsAppHookMixin:
     @cached_property
     def hook(self) -> WhatsAppBusinessHook:
         """The hook for this task's connection, created on first use."""
-        # Imported here: parsing a DAG file must not pay for requests and tenacity.
+        # Imported here: parsing a DAG file must not pay for importing requests.
         from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 
         return WhatsAppBusinessHook(whatsapp_conn_id=self.whatsapp_conn_id)
@@ -76,16 +76,22 @@ class WhatsAppPhoneNumberBaseOperator(WhatsAppBaseOperator):
 
     :param phone_number_id: the phone-number ID, for example ``create.output`` or
         ``"{{ ti.xcom_pull(task_ids='create_phone_number') }}"`` (templated).
+    :param waba_id: the WABA the number belongs to, when known (templated): its calls are then
+        paced by that WABA's rate limit from the first one; otherwise from Graph's first answer.
     :param whatsapp_conn_id: the Airflow connection of type ``whatsapp_business`` (templated).
     """
 
-    def __init__(self, *, phone_number_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, phone_number_id: str, waba_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.phone_number_id = phone_number_id
+        self.waba_id = waba_id
 
     def checked_phone_number_id(self) -> str:
-        """The rendered ``phone_number_id``, checked to be a numeric Graph ID."""
-        return validation.graph_id("phone_number_id", self.phone_number_id)
+        """The rendered ``phone_number_id``, checked to be a numeric Graph ID; its WABA noted for pacing."""
+        phone_number_id = validation.graph_id("phone_number_id", self.phone_number_id)
+        if self.waba_id not in (None, ""):
+            self.hook.note_waba(phone_number_id, validation.graph_id("waba_id", self.waba_id))
+        return phone_number_id
 
 
 class SecretTemplateFieldsMixin:

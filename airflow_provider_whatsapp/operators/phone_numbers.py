@@ -31,10 +31,11 @@ class CreatePhoneNumberOperator(WhatsAppBaseOperator):
     Create a phone number on a WhatsApp Business Account and return its phone-number ID.
 
     Calls ``POST /{waba_id}/phone_numbers``. The new ID (a string) is the task's XCom return
-    value; with ``fields``, the node read back in the same call is pushed under the XCom key
-    ``phone_number``. A number can never be created twice: a number already on the WABA is adopted
-    (or refused, with ``if_exists="fail"``), a create that failed in a way that may have been
-    applied is looked up before it is sent again, and a task retry looks the number up first.
+    value; the WABA is pushed under the XCom key ``waba_id`` and, with ``fields``, the node read
+    back in the same call under ``phone_number``. A number can never be created twice: a number
+    already on the WABA is adopted (or refused, with ``if_exists="fail"``), a create that failed
+    in a way that may have been applied is looked up before it is sent again, and a task retry
+    looks the number up first.
 
     .. seealso::
         Graph API reference: ``POST /{waba_id}/phone_numbers``.
@@ -128,6 +129,7 @@ class CreatePhoneNumberOperator(WhatsAppBaseOperator):
         phone_number_id = str(node["id"])
         if arguments["fields"]:
             context["ti"].xcom_push(key="phone_number", value=node)
+        context["ti"].xcom_push(key="waba_id", value=waba_id)
         WhatsAppManagerPhoneNumberLink.persist(context, waba_id=waba_id, phone_number_id=phone_number_id)
         self.log.info("Phone number ID: %s", phone_number_id)
         return phone_number_id
@@ -166,12 +168,13 @@ class GetPhoneNumberOperator(WhatsAppPhoneNumberBaseOperator):
     Read a phone number and return its node (a dict) to XCom: ``GET /{phone_number_id}``.
 
     :param phone_number_id: the phone-number ID (templated).
+    :param waba_id: the number's WABA, when known, for pacing (templated).
     :param fields: the fields to read, e.g. ``"status,code_verification_status"``; Graph's
         defaults when not given (templated).
     :param whatsapp_conn_id: the Airflow connection of type ``whatsapp_business`` (templated).
     """
 
-    template_fields: Sequence[str] = ("whatsapp_conn_id", "phone_number_id", "fields")
+    template_fields: Sequence[str] = ("whatsapp_conn_id", "phone_number_id", "waba_id", "fields")
 
     def __init__(self, *, fields: str | list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -192,12 +195,13 @@ class RequestVerificationCodeOperator(WhatsAppPhoneNumberBaseOperator):
     Returns ``phone_number_id`` so that the next step can take it from this task's XCom.
 
     :param phone_number_id: the phone-number ID (templated).
+    :param waba_id: the number's WABA, when known, for pacing (templated).
     :param code_method: ``SMS`` (default) or ``VOICE`` (templated).
     :param language: language of the message, like ``en_US`` (templated).
     :param whatsapp_conn_id: the Airflow connection of type ``whatsapp_business`` (templated).
     """
 
-    template_fields: Sequence[str] = ("whatsapp_conn_id", "phone_number_id", "code_method", "language")
+    template_fields: Sequence[str] = ("whatsapp_conn_id", "phone_number_id", "waba_id", "code_method", "language")
 
     def __init__(self, *, code_method: str = "SMS", language: str = "en_US", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -220,12 +224,13 @@ class VerifyCodeOperator(SecretTemplateFieldsMixin, WhatsAppPhoneNumberBaseOpera
     put in an error message. Returns ``phone_number_id``.
 
     :param phone_number_id: the phone-number ID (templated).
+    :param waba_id: the number's WABA, when known, for pacing (templated).
     :param code: the 6-digit code, typically from a template such as the input of a
         ``HITLEntryOperator`` (templated).
     :param whatsapp_conn_id: the Airflow connection of type ``whatsapp_business`` (templated).
     """
 
-    template_fields: Sequence[str] = ("whatsapp_conn_id", "phone_number_id", "code")
+    template_fields: Sequence[str] = ("whatsapp_conn_id", "phone_number_id", "waba_id", "code")
     secret_fields = ("code",)
 
     def __init__(self, *, code: str, **kwargs: Any) -> None:
@@ -237,6 +242,9 @@ class VerifyCodeOperator(SecretTemplateFieldsMixin, WhatsAppPhoneNumberBaseOpera
         self.hook.verify_code(phone_number_id, validation.six_digits("code", self.code))
         self.log.info("Phone number %s verified", phone_number_id)
         return phone_number_id
+
+
+PIN_TEMPLATE_FIELDS = ("whatsapp_conn_id", "phone_number_id", "waba_id", "pin", "pin_variable", "pin_conn_id")
 
 
 class WhatsAppPinBaseOperator(SecretTemplateFieldsMixin, WhatsAppPhoneNumberBaseOperator):
@@ -287,11 +295,14 @@ class RegisterPhoneNumberOperator(WhatsAppPinBaseOperator):
     """
     Register the number for Cloud API messaging: ``POST /{phone_number_id}/register``.
 
-    Safe to retry: a number that is already registered is not registered again (Graph allows
-    10 register calls per number per 72 hours); its PIN is set to ``pin`` instead. The 72-hour
+    Safe to retry: a retried task first reads the number, and one that is already registered is
+    not registered again (Graph allows 10 register calls per number per 72 hours); its PIN is set
+    to ``pin`` instead. The first try spends no read: Graph's budget is counted in calls. A
+    failure that may have been applied is looked up before the call is sent again. The 72-hour
     block (133016) fails the task at once, saying when it ends. Returns ``phone_number_id``.
 
     :param phone_number_id: the phone-number ID (templated).
+    :param waba_id: the number's WABA, when known, for pacing (templated).
     :param pin: the 6-digit two-step PIN (templated); or use ``pin_variable`` or ``pin_conn_id``.
     :param pin_variable: key of an Airflow Variable holding the PIN (templated).
     :param pin_conn_id: an Airflow connection whose password is the PIN (templated).
@@ -299,14 +310,7 @@ class RegisterPhoneNumberOperator(WhatsAppPinBaseOperator):
     :param whatsapp_conn_id: the Airflow connection of type ``whatsapp_business`` (templated).
     """
 
-    template_fields: Sequence[str] = (
-        "whatsapp_conn_id",
-        "phone_number_id",
-        "pin",
-        "pin_variable",
-        "pin_conn_id",
-        "data_localization_region",
-    )
+    template_fields: Sequence[str] = (*PIN_TEMPLATE_FIELDS, "data_localization_region")
 
     def __init__(self, *, data_localization_region: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -315,7 +319,11 @@ class RegisterPhoneNumberOperator(WhatsAppPinBaseOperator):
     def execute_graph(self, context: Context) -> str:
         phone_number_id = self.checked_phone_number_id()
         region = validation.region(self.data_localization_region)
-        self.hook.register_phone_number(phone_number_id, self.resolved_pin(), data_localization_region=region)
+        # Only a retry can find the number registered by an earlier try of this task.
+        check_first = context["ti"].try_number > 1
+        self.hook.register_phone_number(
+            phone_number_id, self.resolved_pin(), data_localization_region=region, check_first=check_first
+        )
         self.log.info("Phone number %s registered", phone_number_id)
         return phone_number_id
 
@@ -327,13 +335,14 @@ class SetTwoStepVerificationPinOperator(WhatsAppPinBaseOperator):
     Returns ``phone_number_id``.
 
     :param phone_number_id: the phone-number ID (templated).
+    :param waba_id: the number's WABA, when known, for pacing (templated).
     :param pin: the new 6-digit PIN (templated); or use ``pin_variable`` or ``pin_conn_id``.
     :param pin_variable: key of an Airflow Variable holding the PIN (templated).
     :param pin_conn_id: an Airflow connection whose password is the PIN (templated).
     :param whatsapp_conn_id: the Airflow connection of type ``whatsapp_business`` (templated).
     """
 
-    template_fields: Sequence[str] = ("whatsapp_conn_id", "phone_number_id", "pin", "pin_variable", "pin_conn_id")
+    template_fields: Sequence[str] = PIN_TEMPLATE_FIELDS
 
     def execute_graph(self, context: Context) -> str:
         phone_number_id = self.checked_phone_number_id()
@@ -349,10 +358,11 @@ class DeregisterPhoneNumberOperator(WhatsAppPhoneNumberBaseOperator):
     Returns ``phone_number_id``.
 
     :param phone_number_id: the phone-number ID (templated).
+    :param waba_id: the number's WABA, when known, for pacing (templated).
     :param whatsapp_conn_id: the Airflow connection of type ``whatsapp_business`` (templated).
     """
 
-    template_fields: Sequence[str] = ("whatsapp_conn_id", "phone_number_id")
+    template_fields: Sequence[str] = ("whatsapp_conn_id", "phone_number_id", "waba_id")
 
     def execute_graph(self, context: Context) -> str:
         phone_number_id = self.checked_phone_number_id()

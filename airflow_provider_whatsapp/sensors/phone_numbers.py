@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
@@ -39,13 +40,17 @@ class PhoneNumberStatusSensor(WhatsAppHookMixin, BaseSensorOperator):
         ``{"code_verification_status": "VERIFIED", "status": "CONNECTED"}`` (templated).
     :param failure_states: node field to states that fail the wait at once; defaults to
         ``DEFAULT_FAILURE_STATES``. A state that is also a target value is not a failure.
+    :param waba_id: the number's WABA (templated); defaults to the connection's ``waba_id``
+        extra. Deferred, every sensor waiting on numbers of one WABA shares one list read per
+        interval in the triggerer; reads are paced by that WABA's rate limit. For a number
+        created in the same DAG, ``"{{ ti.xcom_pull(task_ids='create_phone_number', key='waba_id') }}"``.
     :param whatsapp_conn_id: the Airflow connection of type ``whatsapp_business`` (templated).
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param poke_interval: seconds between reads (``BaseSensorOperator``).
     :param timeout: seconds before the sensor gives up (``BaseSensorOperator``).
     """
 
-    template_fields: Sequence[str] = ("whatsapp_conn_id", "phone_number_id", "target")
+    template_fields: Sequence[str] = ("whatsapp_conn_id", "phone_number_id", "waba_id", "target")
     template_fields_renderers = {"target": "json"}
     ui_color = WHATSAPP_GREEN
 
@@ -55,6 +60,7 @@ class PhoneNumberStatusSensor(WhatsAppHookMixin, BaseSensorOperator):
         phone_number_id: str,
         target: Mapping[str, Any],
         failure_states: Mapping[str, Sequence[str]] | None = None,
+        waba_id: str | None = None,
         whatsapp_conn_id: str = "whatsapp_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -67,13 +73,22 @@ class PhoneNumberStatusSensor(WhatsAppHookMixin, BaseSensorOperator):
         )
         self.whatsapp_conn_id = whatsapp_conn_id
         self.deferrable = deferrable
+        self.waba_id = waba_id
 
     def _checked(self) -> tuple[str, dict[str, list[str]]]:
         return validation.graph_id("phone_number_id", self.phone_number_id), normalise_target(self.target)
 
+    def checked_waba_id(self) -> str | None:
+        """The rendered ``waba_id``, else the connection's; ``None`` when neither names one."""
+        if self.waba_id not in (None, ""):
+            return validation.graph_id("waba_id", self.waba_id)
+        return self.hook.default_waba_id
+
     def poke(self, context: Context) -> PokeReturnValue:
         phone_number_id, target = self._checked()
-        node = self.hook.get_phone_number(phone_number_id, fields=fields_to_read(target, self.failure_states))
+        node = self.hook.get_phone_number(
+            phone_number_id, fields=fields_to_read(target, self.failure_states), waba_id=self.checked_waba_id()
+        )
         check = check_status(node, target, self.failure_states)
         if check.failure:
             raise AirflowFailException(f"Phone number {phone_number_id}: {check.failure}")
@@ -89,10 +104,15 @@ class PhoneNumberStatusSensor(WhatsAppHookMixin, BaseSensorOperator):
         first = self.poke(context)
         if first.is_done:
             return first.xcom_value
-        self.defer(trigger=self.build_trigger(phone_number_id, target), method_name="execute_complete")
+        # Airflow itself ends the wait if the triggerer running it stalls past the timeout.
+        self.defer(
+            trigger=self.build_trigger(phone_number_id, target, self.checked_waba_id()),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout)),
+        )
 
     def build_trigger(
-        self, phone_number_id: str, target: dict[str, list[str]] | None = None
+        self, phone_number_id: str, target: dict[str, list[str]] | None = None, waba_id: str | None = None
     ) -> PhoneNumberStatusTrigger:
         """The trigger this sensor defers to: the connection ID and plain values, never the token."""
         return PhoneNumberStatusTrigger(
@@ -102,6 +122,7 @@ class PhoneNumberStatusSensor(WhatsAppHookMixin, BaseSensorOperator):
             whatsapp_conn_id=self.whatsapp_conn_id,
             poke_interval=float(self.poke_interval),
             deadline=time.time() + float(self.timeout),
+            waba_id=waba_id,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:

@@ -17,9 +17,14 @@ class PhoneNumberStatusTrigger(BaseTrigger):
     """
     Poll a phone number asynchronously until its fields match a target, then fire one event.
 
-    Only reads (``GET /{phone_number_id}``); it serializes the connection ID and plain values,
-    never the token. The event's ``status`` is ``success``, ``failed`` (a terminal bad state),
-    ``timeout`` or ``error`` (a Graph error that retries did not cure).
+    Only reads; it serializes the connection ID and plain values, never the token. With a
+    ``waba_id``, every trigger of the triggerer process waiting on a number of that WABA is served
+    by one shared read of the WABA's list per interval
+    (:class:`~airflow_provider_whatsapp.triggers.waba_poller.WabaStatusPoller`); a number missing
+    from the list, or a trigger without a WABA, is read alone (``GET /{phone_number_id}``). The
+    first read waits one ``poke_interval``: the sensor read just before deferring. The event's
+    ``status`` is ``success``, ``failed`` (a terminal bad state), ``timeout`` or ``error`` (a
+    Graph error that retries did not cure).
 
     :param phone_number_id: the phone-number ID to watch.
     :param target: node field to wanted value(s), e.g. ``{"status": ["CONNECTED"]}``.
@@ -27,6 +32,8 @@ class PhoneNumberStatusTrigger(BaseTrigger):
     :param whatsapp_conn_id: the Airflow connection of type ``whatsapp_business``.
     :param poke_interval: seconds between reads.
     :param deadline: ``time.time()`` after which the trigger gives up, or ``None``.
+    :param waba_id: the number's WABA, to share one list read per interval with the other
+        triggers waiting on that WABA; ``None`` reads the number alone.
     """
 
     def __init__(
@@ -38,6 +45,7 @@ class PhoneNumberStatusTrigger(BaseTrigger):
         whatsapp_conn_id: str = "whatsapp_default",
         poke_interval: float = 60.0,
         deadline: float | None = None,
+        waba_id: str | None = None,
     ) -> None:
         super().__init__()
         self.phone_number_id = phone_number_id
@@ -46,11 +54,12 @@ class PhoneNumberStatusTrigger(BaseTrigger):
         self.whatsapp_conn_id = whatsapp_conn_id
         self.poke_interval = poke_interval
         self.deadline = deadline
+        self.waba_id = waba_id
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(phone_number_id={self.phone_number_id!r}, target={self.target!r}, "
-            f"whatsapp_conn_id={self.whatsapp_conn_id!r})"
+            f"waba_id={self.waba_id!r}, whatsapp_conn_id={self.whatsapp_conn_id!r})"
         )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -63,34 +72,66 @@ class PhoneNumberStatusTrigger(BaseTrigger):
                 "whatsapp_conn_id": self.whatsapp_conn_id,
                 "poke_interval": self.poke_interval,
                 "deadline": self.deadline,
+                "waba_id": self.waba_id,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_whatsapp.exceptions import GraphAPIError
+        from airflow_provider_whatsapp.triggers.waba_poller import WabaStatusPoller
 
-        # The hook's module pulls in requests, tenacity and httpx (a few hundred milliseconds on a
-        # busy triggerer): imported in a thread, so the event loop running every other trigger
-        # is not blocked by the first of ours.
-        hooks = await asyncio.to_thread(importlib.import_module, "airflow_provider_whatsapp.hooks.whatsapp")
-        hook = hooks.WhatsAppBusinessAsyncHook(whatsapp_conn_id=self.whatsapp_conn_id)
+        # The hook's module pulls in httpx (slow on a busy triggerer): imported in a thread, so the
+        # event loop running every other trigger is not blocked by the first of ours.
+        hooks = await asyncio.to_thread(importlib.import_module, "airflow_provider_whatsapp.hooks.whatsapp_async")
+
+        def new_hook() -> Any:
+            return hooks.WhatsAppBusinessAsyncHook(whatsapp_conn_id=self.whatsapp_conn_id)
+
+        hook = new_hook()
         fields = fields_to_read(self.target, self.failure_states)
-        while True:
-            try:
-                node = await hook.get_phone_number(self.phone_number_id, fields=fields)
-            except GraphAPIError as error:
-                yield TriggerEvent({"status": "error", "message": str(error), "error": error.to_dict()})
-                return
-            check = check_status(node, self.target, self.failure_states)
-            if check.failure:
-                yield TriggerEvent({"status": "failed", "message": check.failure, "node": check.node})
-                return
-            if check.met:
-                yield TriggerEvent({"status": "success", "node": check.node})
-                return
-            self.log.info("Phone number %s: %s", self.phone_number_id, describe(node, self.target))
-            if self.deadline is not None and time.time() + self.poke_interval > self.deadline:
-                message = f"gave up waiting: {describe(node, self.target)}"
-                yield TriggerEvent({"status": "timeout", "message": message, "node": check.node})
-                return
-            await asyncio.sleep(self.poke_interval)
+        poller = None
+        if self.waba_id:
+            poller = WabaStatusPoller.for_waba(self.whatsapp_conn_id, self.waba_id, new_hook)
+            subscription = poller.subscribe(self.phone_number_id, set(fields.split(",")), self.poke_interval)
+        try:
+            node: dict[str, Any] | None = None
+            while True:
+                if poller is not None:
+                    # The WABA's poller hands over this number's node after each shared read.
+                    try:
+                        node = await asyncio.wait_for(subscription.updates.get(), timeout=self._time_left())
+                    except TimeoutError:
+                        yield self._timeout_event(node)
+                        return
+                else:
+                    # The sensor read just before deferring: the first read waits one interval.
+                    if self._time_left() < self.poke_interval:
+                        yield self._timeout_event(node)
+                        return
+                    await asyncio.sleep(self.poke_interval)
+                    node = None
+                if node is None:
+                    # No WABA, or the number is no longer in its WABA's list: read it alone.
+                    try:
+                        node = await hook.get_phone_number(self.phone_number_id, fields=fields, waba_id=self.waba_id)
+                    except GraphAPIError as error:
+                        yield TriggerEvent({"status": "error", "message": str(error), "error": error.to_dict()})
+                        return
+                check = check_status(node, self.target, self.failure_states)
+                if check.failure:
+                    yield TriggerEvent({"status": "failed", "message": check.failure, "node": check.node})
+                    return
+                if check.met:
+                    yield TriggerEvent({"status": "success", "node": check.node})
+                    return
+                self.log.info("Phone number %s: %s", self.phone_number_id, describe(node, self.target))
+        finally:
+            if poller is not None:
+                poller.unsubscribe(subscription)
+
+    def _time_left(self) -> float:
+        return float("inf") if self.deadline is None else max(0.0, self.deadline - time.time())
+
+    def _timeout_event(self, node: Mapping[str, Any] | None) -> TriggerEvent:
+        seen = describe(node, self.target) if node is not None else "no read succeeded"
+        return TriggerEvent({"status": "timeout", "message": f"gave up waiting: {seen}", "node": dict(node or {})})

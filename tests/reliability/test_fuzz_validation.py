@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_provider_whatsapp import validation
 from airflow_provider_whatsapp.exceptions import InvalidInputError
+from tests.fuzz import BOTH_WAYS, FuzzRun
 
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+EXAMPLES = 300
 anything = st.one_of(
     st.none(),
     st.booleans(),
@@ -34,47 +35,62 @@ def outcome(check: Callable[[Any], Any], field: str, value: Any) -> Any:
         return error
 
 
-@FUZZ
-@given(value=anything)
-def test_country_code(value: Any) -> None:
-    result = outcome(validation.country_code, "cc", value)
-    if isinstance(result, str):
-        assert result.isdigit() and result.isascii() and 1 <= len(result) <= 3 and result[0] != "0"
+@BOTH_WAYS
+def test_country_code(fuzz: FuzzRun) -> None:
+    @given(value=anything)
+    def check(value: Any) -> None:
+        result = outcome(validation.country_code, "cc", value)
+        if isinstance(result, str):
+            assert result.isdigit() and result.isascii() and 1 <= len(result) <= 3 and result[0] != "0"
+
+    fuzz.run(check, max_examples=EXAMPLES)
 
 
-@FUZZ
-@given(value=anything, cc=st.sampled_from(["1", "44", "358"]))
-def test_national_number(value: Any, cc: str) -> None:
-    result = outcome(lambda v: validation.national_number(v, cc), "phone_number", value)
-    if isinstance(result, str):
-        assert result.isdigit() and result.isascii()
-        assert len(cc) + len(result) <= validation.MAX_E164_DIGITS
+@BOTH_WAYS
+def test_national_number(fuzz: FuzzRun) -> None:
+    @given(value=anything, cc=st.sampled_from(["1", "44", "358"]))
+    def check(value: Any, cc: str) -> None:
+        result = outcome(lambda v: validation.national_number(v, cc), "phone_number", value)
+        if isinstance(result, str):
+            assert result.isdigit() and result.isascii()
+            assert len(cc) + len(result) <= validation.MAX_E164_DIGITS
+
+    fuzz.run(check, max_examples=EXAMPLES)
 
 
-@FUZZ
-@given(value=anything)
-def test_graph_id(value: Any) -> None:
-    result = outcome(lambda v: validation.graph_id("phone_number_id", v), "phone_number_id", value)
-    if isinstance(result, str):
-        assert result.isdigit() and result.isascii()
+@BOTH_WAYS
+def test_graph_id(fuzz: FuzzRun) -> None:
+    @given(value=anything)
+    def check(value: Any) -> None:
+        result = outcome(lambda v: validation.graph_id("phone_number_id", v), "phone_number_id", value)
+        if isinstance(result, str):
+            assert result.isdigit() and result.isascii()
+
+    fuzz.run(check, max_examples=EXAMPLES)
 
 
-@FUZZ
-@given(value=anything)
-def test_verified_name(value: Any) -> None:
-    result = outcome(validation.verified_name, "verified_name", value)
-    if isinstance(result, str):
-        assert 2 <= len(result.strip()) <= 75
+@BOTH_WAYS
+def test_verified_name(fuzz: FuzzRun) -> None:
+    @given(value=anything)
+    def check(value: Any) -> None:
+        result = outcome(validation.verified_name, "verified_name", value)
+        if isinstance(result, str):
+            assert 2 <= len(result.strip()) <= 75
+
+    fuzz.run(check, max_examples=EXAMPLES)
 
 
-@FUZZ
-@given(value=anything | st.text(alphabet="0123456789", min_size=4, max_size=8))
-def test_six_digits_never_echoes_the_secret(value: Any) -> None:
-    result = outcome(lambda v: validation.six_digits("pin", v), "pin", value)
-    if isinstance(result, InvalidInputError) and isinstance(value, (str, int)) and len(str(value).strip()) >= 3:
-        assert str(value).strip() not in str(result)
-    elif isinstance(result, str):
-        assert len(result) == 6 and result.isdigit() and result.isascii()
+@BOTH_WAYS
+def test_six_digits_never_echoes_the_secret(fuzz: FuzzRun) -> None:
+    @given(value=anything | st.text(alphabet="0123456789", min_size=4, max_size=8))
+    def check(value: Any) -> None:
+        result = outcome(lambda v: validation.six_digits("pin", v), "pin", value)
+        if isinstance(result, InvalidInputError) and isinstance(value, (str, int)) and len(str(value).strip()) >= 3:
+            assert str(value).strip() not in str(result)
+        elif isinstance(result, str):
+            assert len(result) == 6 and result.isdigit() and result.isascii()
+
+    fuzz.run(check, max_examples=EXAMPLES)
 
 
 @pytest.mark.parametrize(
@@ -90,10 +106,10 @@ def test_six_digits_never_echoes_the_secret(value: Any) -> None:
         (validation.fields_param, "fields"),
     ],
 )
-def test_other_validators_raise_only_invalid_input(check: Callable[[Any], Any], field: str) -> None:
-    @FUZZ
+@BOTH_WAYS
+def test_other_validators_raise_only_invalid_input(check: Callable[[Any], Any], field: str, fuzz: FuzzRun) -> None:
     @given(value=anything)
     def run(value: Any) -> None:
         outcome(check, field, value)
 
-    run()
+    fuzz.run(run, max_examples=EXAMPLES)

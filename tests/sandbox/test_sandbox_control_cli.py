@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_whatsapp.sandbox import DEFAULT_WABA_ID, FIXED_TEST_CODE, GraphSandbox
+from airflow_provider_whatsapp.sandbox import DEFAULT_WABA_ID, GraphSandbox
 from airflow_provider_whatsapp.sandbox.client import read_verification_code
 
 PLUGIN = "airflow_provider_whatsapp.sandbox.pytest_plugin"
@@ -115,8 +115,8 @@ def test_airflow_conn_json(whatsapp_sandbox_factory: Any) -> None:
 
 
 def test_whatsapp_connection_fixture(whatsapp_connection: Any) -> None:
-    assert json.loads(os.environ["AIRFLOW_CONN_WHATSAPP_DEFAULT"])["host"] == whatsapp_connection.url
-    assert FIXED_TEST_CODE == "123456"
+    conn = json.loads(os.environ["AIRFLOW_CONN_WHATSAPP_DEFAULT"])
+    assert (conn["host"], conn["password"]) == (whatsapp_connection.url, whatsapp_connection.token)
 
 
 def read_cli_output(process: subprocess.Popen[str]) -> tuple[list[str], dict[str, str]]:

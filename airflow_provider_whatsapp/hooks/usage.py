@@ -1,0 +1,250 @@
+"""Rate-limit usage as Graph keys it, kept once per process for every hook and trigger.
+
+Graph reports two budgets on its answers. ``X-Business-Use-Case-Usage`` is per app *per business
+object*: a JSON object keyed by the WABA's ID, describing only the object the call was about.
+``X-App-Usage`` is the app's platform usage across every object. A client onboarding numbers of
+many WABAs with one token must therefore pace each WABA on its own, and every call by the app's
+usage. The :class:`UsageStore` keeps the latest reading of each, keyed by (Graph host, connection,
+object ID), and remembers which WABA each phone number belongs to, so that a call to
+``/{phone_number_id}/...`` is paced by its WABA. No HTTP client and no Airflow here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Percentages beyond this are not a reading but a broken header: treated as unknown.
+_MAX_PERCENT = 1000.0
+# A regain time beyond a day is not one Graph gives: treated as unknown.
+_MAX_REGAIN_MINUTES = 24 * 60.0
+_ID_RE = re.compile(r"[0-9]{1,32}")
+_PERCENT_KEYS = ("call_count", "total_cputime", "total_time")
+
+
+@dataclass(frozen=True)
+class UsageReading:
+    """
+    One budget's usage as Graph last reported it.
+
+    :param percent: the highest of call count, CPU time and total time, in percent of the limit.
+    :param regain_seconds: how long until access is regained, when Graph said so (0 otherwise).
+    :param observed_at: ``time.monotonic()`` when the answer arrived.
+    """
+
+    percent: float
+    regain_seconds: float
+    observed_at: float
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """
+    The usage headers of one answer.
+
+    :param business: readings by business object ID (``X-Business-Use-Case-Usage``).
+    :param app: the app-level reading (``X-App-Usage``), if the header was there and readable.
+    """
+
+    business: Mapping[str, UsageReading]
+    app: UsageReading | None
+
+    @property
+    def regain_seconds(self) -> float:
+        """The longest regain time announced for any budget of this answer."""
+        readings = [*self.business.values(), *([self.app] if self.app else [])]
+        return max((reading.regain_seconds for reading in readings), default=0.0)
+
+
+@dataclass(frozen=True)
+class ConnectionKey:
+    """Which app's budgets a call spends: Graph host and Airflow connection."""
+
+    host: str
+    conn_id: str
+
+
+@dataclass(frozen=True)
+class CallScope:
+    """
+    What a call is about, for pacing: the WABA, the phone number, or neither (``/me``).
+
+    :param waba_id: the WABA the call targets or the number belongs to, when known.
+    :param phone_number_id: the phone number the call targets, if any.
+    """
+
+    waba_id: str | None = None
+    phone_number_id: str | None = None
+
+
+def _percent(value: Any) -> float | None:
+    # Usage headers pass through proxies we do not control: anything unreadable is unknown.
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and 0 <= number <= _MAX_PERCENT else None
+
+
+def _json_object(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):
+        # A garbled header must not cost the answer it came with.
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _reading_of(entries: list[Any], now: float) -> UsageReading | None:
+    percents: list[float] = []
+    regain_minutes = 0.0
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        percents.extend(p for p in (_percent(entry.get(key)) for key in _PERCENT_KEYS) if p is not None)
+        regain = _percent(entry.get("estimated_time_to_regain_access"))
+        if regain is not None and regain <= _MAX_REGAIN_MINUTES:
+            regain_minutes = max(regain_minutes, regain)
+    if not percents:
+        return None
+    return UsageReading(percent=max(percents), regain_seconds=regain_minutes * 60.0, observed_at=now)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(business_raw: str | None, app_raw: str | None) -> tuple[dict[str, UsageReading], UsageReading | None]:
+    # Consecutive answers mostly repeat the same header text: parse each distinct text once.
+    # The readings are stamped with time 0 here and re-stamped by the caller.
+    business: dict[str, UsageReading] = {}
+    for key, entries in _json_object(business_raw).items():
+        if not _ID_RE.fullmatch(key):
+            continue
+        reading = _reading_of(entries if isinstance(entries, list) else [entries], 0.0)
+        if reading is not None:
+            business[key] = reading
+    app_object = _json_object(app_raw)
+    app = _reading_of([app_object], 0.0) if app_object else None
+    return business, app
+
+
+def parse_usage_headers(headers: Mapping[str, str], now: float | None = None) -> UsageReport | None:
+    """Read ``X-Business-Use-Case-Usage`` and ``X-App-Usage``; ``None`` when neither says anything."""
+    business_raw = headers.get("X-Business-Use-Case-Usage") or None
+    app_raw = headers.get("X-App-Usage") or None
+    if business_raw is None and app_raw is None:
+        return None
+    business, app = _parse_cached(business_raw, app_raw)
+    if not business and app is None:
+        return None
+    stamp = time.monotonic() if now is None else now
+    # X-App-Usage carries no regain time: a budget spent without its own time regains when the
+    # answer says access does (Retry-After, or the business usage's time), not at a guess.
+    announced = max(_retry_after(headers), *(reading.regain_seconds for reading in business.values()), 0.0)
+    return UsageReport(
+        business={key: _stamped(reading, stamp, announced) for key, reading in business.items()},
+        app=_stamped(app, stamp, announced) if app is not None else None,
+    )
+
+
+def _retry_after(headers: Mapping[str, str]) -> float:
+    try:
+        value = float((headers.get("Retry-After") or "").strip())
+    except ValueError:
+        return 0.0
+    return value if math.isfinite(value) and 0 < value <= _MAX_REGAIN_MINUTES * 60 else 0.0
+
+
+def _stamped(reading: UsageReading, now: float, announced: float) -> UsageReading:
+    regain = reading.regain_seconds
+    if reading.percent >= 100 and regain <= 0:
+        regain = announced
+    return UsageReading(reading.percent, regain, now)
+
+
+class UsageStore:
+    """
+    The latest usage of every budget this process has heard of, shared by all hooks and triggers.
+
+    Each task and each trigger builds its own hook; keeping the readings here means a fresh hook's
+    first call is already paced by what the previous answer about the same WABA said, and a
+    trigger paces with the tasks of its process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._business: dict[tuple[ConnectionKey, str], UsageReading] = {}
+        self._app: dict[ConnectionKey, UsageReading] = {}
+        self._waba_of_number: dict[tuple[ConnectionKey, str], str] = {}
+
+    def waba_of(self, connection: ConnectionKey, scope: CallScope) -> str | None:
+        """The WABA whose budget a call of this scope spends, if known."""
+        if scope.waba_id is not None:
+            return scope.waba_id
+        if scope.phone_number_id is None:
+            return None
+        return self._waba_of_number.get((connection, scope.phone_number_id))
+
+    def learn_waba(self, connection: ConnectionKey, phone_number_id: str, waba_id: str) -> None:
+        """Remember that ``phone_number_id`` belongs to ``waba_id`` (from a create, a list or the user)."""
+        if _ID_RE.fullmatch(phone_number_id) and _ID_RE.fullmatch(waba_id):
+            with self._lock:
+                self._waba_of_number[(connection, phone_number_id)] = waba_id
+
+    def readings(self, connection: ConnectionKey, scope: CallScope) -> list[UsageReading]:
+        """The readings that pace a call of this scope: the app's, and its WABA's when known."""
+        found = [self._app.get(connection)]
+        waba = self.waba_of(connection, scope)
+        if waba is not None:
+            found.append(self._business.get((connection, waba)))
+        return [reading for reading in found if reading is not None]
+
+    def record(self, connection: ConnectionKey, scope: CallScope, report: UsageReport) -> None:
+        """Keep an answer's readings; a lone business key on a number's answer names its WABA."""
+        with self._lock:
+            for object_id, reading in report.business.items():
+                self._business[(connection, object_id)] = reading
+            if report.app is not None:
+                self._app[connection] = report.app
+            if scope.phone_number_id is not None and scope.waba_id is None and len(report.business) == 1:
+                (waba,) = report.business
+                self._waba_of_number[(connection, scope.phone_number_id)] = waba
+
+    def record_exhausted(
+        self, connection: ConnectionKey, object_id: str | None, regain_seconds: float, now: float | None = None
+    ) -> None:
+        """A throttle answer without a usage header for its budget: that budget is at 100 %."""
+        reading = UsageReading(100.0, max(0.0, regain_seconds), time.monotonic() if now is None else now)
+        with self._lock:
+            if object_id is None:
+                self._app[connection] = reading
+            else:
+                self._business[(connection, object_id)] = reading
+
+    def business_reading(self, connection: ConnectionKey, object_id: str) -> UsageReading | None:
+        """The latest reading of one business object's budget."""
+        return self._business.get((connection, object_id))
+
+    def app_reading(self, connection: ConnectionKey) -> UsageReading | None:
+        """The latest app-level reading of a connection."""
+        return self._app.get(connection)
+
+    def clear(self) -> None:
+        """Forget everything (tests start from an empty store)."""
+        with self._lock:
+            self._business.clear()
+            self._app.clear()
+            self._waba_of_number.clear()
+
+
+#: The one store of this process.
+USAGE_STORE = UsageStore()
