@@ -54,6 +54,7 @@ def _stats(sandbox: Any, counter: _ConnectionCounter) -> dict[str, Any]:
         ],
         "rejected_calls": sandbox.rejected_calls,
         "clock_now": sandbox.clock.now(),
+        "window_origin": sandbox.rate_window_origin,
         "window_start": sandbox.rate_window_start,
     }
 

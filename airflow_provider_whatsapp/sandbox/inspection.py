@@ -114,6 +114,11 @@ class SandboxInspection:
             return self._limits.limit_for(waba_id)
 
     @property
+    def rate_window_origin(self) -> float:
+        """Sandbox-clock time at which rate-limit window 0 started; windows follow back to back."""
+        return self._limits.origin
+
+    @property
     def rate_window_start(self) -> float:
         """Sandbox-clock time at which the current rate-limit window started."""
         with self._lock:

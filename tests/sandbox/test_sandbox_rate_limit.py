@@ -69,7 +69,9 @@ def test_waba_budget_80008_whole_minutes_and_window_reset(whatsapp_sandbox_facto
     assert sandbox.rejected_calls_per_window == {(waba, 0): 1}
     assert sandbox.requests[-1].waba_id == waba
 
+    assert sandbox.rate_window_start == sandbox.rate_window_origin
     sandbox.clock.advance(30 * 60)
+    assert sandbox.rate_window_start == sandbox.rate_window_origin + HOUR
     after = graph.get(number_id)
     assert after.status_code == 200
     assert usage(after, waba)["call_count"] == 25
