@@ -90,7 +90,7 @@ class SandboxProcess:
         return self.command("reset")
 
     def command(self, line: str) -> dict[str, Any]:
-        """Send one command (``stats``, ``reset``, ``reset_connections``, ``connect <id>``)."""
+        """Send one command (``stats``, ``reset``, ``reset_connections``, ``connect <id>``, ``advance <s>``)."""
         assert self._proc is not None and self._proc.stdin is not None
         self._proc.stdin.write(line + "\n")
         self._proc.stdin.flush()

@@ -2,7 +2,8 @@
 with the client being measured; the parent asks for its counters over stdin/stdout.
 
 Protocol: the child prints one JSON line ``{"url", "token", "conn"}`` once serving; then for each
-line ``stats`` read on stdin it prints one JSON line of counters; EOF or ``quit`` stops it.
+command line read on stdin (``stats``, ``reset``, ``advance <seconds>``...) it prints one JSON
+line; EOF or ``quit`` stops it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def _stats(sandbox: Any, counter: _ConnectionCounter) -> dict[str, Any]:
         "accepted_connections": counter.accepted,
         "peak_open_connections": counter.peak_open,
         "rejected_call_times": sandbox.rejected_call_times,
+        "rejected_calls_by_waba": sandbox.rejected_calls_by_waba(),
         "calls_per_window": [[waba, index, count] for (waba, index), count in sandbox.calls_per_window.items()],
         "requests": len(requests),
         "statuses": [r.status for r in requests],
@@ -52,7 +54,8 @@ def _stats(sandbox: Any, counter: _ConnectionCounter) -> dict[str, Any]:
         ],
         "rejected_calls": sandbox.rejected_calls,
         "clock_now": sandbox.clock.now(),
-        "window_origin": sandbox._window_origin,
+        "window_origin": sandbox.rate_window_origin,
+        "window_start": sandbox.rate_window_start,
     }
 
 
@@ -88,6 +91,10 @@ def main() -> None:
                 sandbox.reset_requests()
             elif command == "reset_connections":
                 counter.accepted = counter.peak_open = 0
+            elif command == "advance":
+                # Moves the sandbox clock: a benchmark's client "sleeps" by advancing it.
+                sandbox.clock.advance(float(argument))
+                answer = {"offset": sandbox.clock.offset}
             elif command == "clock":
                 answer = {"now": sandbox.clock.now()}
             elif command == "connect":

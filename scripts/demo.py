@@ -33,13 +33,12 @@ def main() -> int:
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{HOME}/airflow.db",
-        # A demo PIN; in production keep it in a secrets backend, never in the DAG.
-        AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN=os.environ.get("WHATSAPP_DEMO_PIN", "482915"),
     )
     airflow = str(Path(sys.executable).parent / "airflow")
     log_path = HOME / "demo.log"
     with GraphSandbox(fixed_code=FIXED_TEST_CODE, connect_delay=2.0) as sandbox, log_path.open("w") as log:
-        env["AIRFLOW_CONN_WHATSAPP_DEFAULT"] = sandbox.airflow_conn_json()
+        # The connection and a demo PIN; in production keep the PIN in a secrets backend.
+        env.update(sandbox.example_dag_environment(os.environ.get("WHATSAPP_DEMO_PIN", "482915")))
         print(f"Graph sandbox on {sandbox.url} (WABA {sandbox.default_waba_id})", flush=True)
         print(f"Running {args.dag_id} with airflow dags test; log: {log_path}", flush=True)
         steps = [[airflow, "db", "migrate"], [airflow, "dags", "test", args.dag_id, "--conf", args.conf]]

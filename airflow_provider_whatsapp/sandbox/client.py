@@ -7,7 +7,7 @@ import urllib.request
 from typing import Any
 
 
-def read_control(base_url: str, path: str, timeout: float = 10.0) -> Any:
+def control_json(base_url: str, path: str, timeout: float = 10.0) -> Any:
     """GET ``{base_url}/_sandbox/{path}`` and return its JSON."""
     url = f"{base_url.rstrip('/')}/_sandbox/{path.lstrip('/')}"
     with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -16,7 +16,7 @@ def read_control(base_url: str, path: str, timeout: float = 10.0) -> Any:
 
 def read_verification_code(base_url: str, phone_number_id: str) -> str:
     """The last verification code the sandbox "sent" to a number, as an SMS would deliver it."""
-    code = read_control(base_url, f"codes/{phone_number_id}").get("code")
+    code = control_json(base_url, f"codes/{phone_number_id}").get("code")
     if not isinstance(code, str):
         raise LookupError(f"the sandbox holds no verification code for {phone_number_id}")
     return code

@@ -1,12 +1,20 @@
-"""Fault injection: make the next matching requests fail the ways Graph and the network fail."""
+"""Fault injection: make the next matching requests fail the ways Graph and the network fail.
+
+Each kind of fault is one constructor of :class:`Fault` and one :class:`FaultBehaviour` that says
+what it does before the request is applied and after: adding a kind touches only this module.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-FAULT_KINDS = ("graph_error", "http", "html", "malformed_json", "delay", "drop")
+from airflow_provider_whatsapp.sandbox.answers import HttpAnswer, SandboxErrorAnswer, trace_headers
+
+# Waits for the given seconds, or less when the sandbox stops.
+Wait = Callable[[float], object]
 
 HTML_ERROR_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>Error</title></head><body>"
@@ -56,13 +64,13 @@ class Fault:
         """The name recorded in the request log."""
         return self.kind
 
-    @property
-    def answers_without_applying(self) -> bool:
-        """Whether the request is answered by the fault without being applied."""
-        # A truncated 2xx body means the server did the work and the answer got cut: apply first.
-        if self.kind == "malformed_json":
-            return self.status >= 300
-        return self.kind in ("graph_error", "http", "html")
+    def early_answer(self, wait: Wait) -> HttpAnswer | None:
+        """What to send before the request is applied; with an answer it is never applied."""
+        return FAULT_BEHAVIOURS[self.kind].early_answer(self, wait)
+
+    def final_answer(self, answer: HttpAnswer, wait: Wait) -> HttpAnswer:
+        """What to send instead of the applied request's ``answer``."""
+        return FAULT_BEHAVIOURS[self.kind].final_answer(self, answer, wait)
 
     @classmethod
     def graph_error(
@@ -101,18 +109,30 @@ class Fault:
 
     @classmethod
     def http(
-        cls, status: int, body: bytes = b"", content_type: str = "text/plain", headers: dict[str, str] | None = None
+        cls,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "text/plain",
+        headers: dict[str, str] | None = None,
+        retry_after: int | None = None,
     ) -> Fault:
-        """Answer with a raw HTTP response, e.g. 500, or 503 with ``{"Retry-After": "1"}``.
+        """Answer with a raw HTTP response, e.g. 500, or 429/503 with ``retry_after=3``.
+
+        Graph's own throttle answers (codes 4, 80008) carry no ``Retry-After``: their wait is in
+        the usage headers. ``Retry-After`` comes with HTTP 429 and 503 from Meta's edge.
 
         :param status: HTTP status.
         :param body: response body.
         :param content_type: its content type.
         :param headers: extra response headers.
+        :param retry_after: whole seconds for a ``Retry-After`` header.
         """
-        return cls(
-            kind="http", status=status, body=body, content_type=content_type, headers=tuple((headers or {}).items())
-        )
+        pairs = tuple((headers or {}).items())
+        if retry_after is not None:
+            if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
+                raise ValueError("retry_after must be a whole number of seconds, at least 0")
+            pairs += (("Retry-After", str(retry_after)),)
+        return cls(kind="http", status=status, body=body, content_type=content_type, headers=pairs)
 
     @classmethod
     def html(cls, status: int = 502) -> Fault:
@@ -156,12 +176,89 @@ class Fault:
         """Build from the JSON of ``POST /_sandbox/faults`` (``kind`` plus the constructor's kwargs)."""
         kwargs = {k: v for k, v in spec.items() if k not in ("kind", "count", "method", "path")}
         kind = spec.get("kind")
-        if kind not in FAULT_KINDS:
+        if kind not in FAULT_BEHAVIOURS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
         if kind == "http" and isinstance(kwargs.get("body"), str):
             kwargs["body"] = kwargs["body"].encode()
         fault: Fault = getattr(cls, kind)(**kwargs)
         return fault
+
+
+class FaultBehaviour:
+    """What one kind of fault does around the request it hits; the base class does nothing."""
+
+    def early_answer(self, fault: Fault, wait: Wait) -> HttpAnswer | None:
+        """What to send before the request is applied (it then never is); ``None`` to go on."""
+        return None
+
+    def final_answer(self, fault: Fault, answer: HttpAnswer, wait: Wait) -> HttpAnswer:
+        """What to send instead of the applied request's ``answer``."""
+        return answer
+
+
+class _GraphErrorAnswer(FaultBehaviour):
+    def early_answer(self, fault: Fault, wait: Wait) -> HttpAnswer | None:
+        error = SandboxErrorAnswer(
+            fault.code,
+            fault.message,
+            status=fault.status,
+            type=fault.type,
+            subcode=fault.subcode,
+            user_msg=fault.error_user_msg,
+            details=fault.message if fault.code >= 130000 else None,
+            is_transient=fault.is_transient,
+        )
+        return error.answer([*fault.headers, *trace_headers()])
+
+
+class _RawAnswer(FaultBehaviour):
+    def early_answer(self, fault: Fault, wait: Wait) -> HttpAnswer | None:
+        return HttpAnswer(fault.status, fault.body, fault.content_type, list(fault.headers))
+
+
+class _TruncatedAnswer(FaultBehaviour):
+    # A cut 2xx body means the server did the work and the answer got lost on the way: the
+    # request is applied first. With any other status nothing was done.
+    def early_answer(self, fault: Fault, wait: Wait) -> HttpAnswer | None:
+        if fault.status >= 300:
+            return HttpAnswer(fault.status, fault.body, fault.content_type, list(fault.headers))
+        return None
+
+    def final_answer(self, fault: Fault, answer: HttpAnswer, wait: Wait) -> HttpAnswer:
+        answer.body = answer.body[: max(1, len(answer.body) // 2)]
+        answer.status = fault.status
+        return answer
+
+
+class _Delay(FaultBehaviour):
+    def early_answer(self, fault: Fault, wait: Wait) -> HttpAnswer | None:
+        if not fault.after_apply:
+            wait(fault.seconds)
+        return None
+
+    def final_answer(self, fault: Fault, answer: HttpAnswer, wait: Wait) -> HttpAnswer:
+        if fault.after_apply:
+            wait(fault.seconds)
+        return answer
+
+
+class _Drop(FaultBehaviour):
+    def early_answer(self, fault: Fault, wait: Wait) -> HttpAnswer | None:
+        return None if fault.after_apply else HttpAnswer.dropped(fault.reset)
+
+    def final_answer(self, fault: Fault, answer: HttpAnswer, wait: Wait) -> HttpAnswer:
+        return HttpAnswer.dropped(fault.reset)
+
+
+FAULT_BEHAVIOURS: dict[str, FaultBehaviour] = {
+    "graph_error": _GraphErrorAnswer(),
+    "http": _RawAnswer(),
+    "html": _RawAnswer(),
+    "malformed_json": _TruncatedAnswer(),
+    "delay": _Delay(),
+    "drop": _Drop(),
+}
+FAULT_KINDS = tuple(FAULT_BEHAVIOURS)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Validates request parameters against Meta's OpenAPI constraints (``phone_number_schemas.json``).
 
-Where the reference page and the spec disagree we follow the reference page (see
-``/work/shared/graph-api-phone-numbers.md``): ``phone_number`` on create is the national number
-without country code, and ``verified_name`` may be left out when migrating or preverified.
+Where Graph's reference page for the ``phone_numbers`` edge and the OpenAPI description disagree,
+the sandbox follows the reference page: ``phone_number`` on create is the national number without
+country code, and ``verified_name`` may be left out when migrating or preverified.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ParamRules:
 
 
 @cache
-def _load() -> dict[str, Any]:
+def _schema_document() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     return data
 
@@ -54,7 +54,7 @@ def _load() -> dict[str, Any]:
 @cache
 def rules_for(operation: str) -> ParamRules:
     """The merged query and body constraints of ``operation``, with our documented overrides."""
-    spec = _load()["operations"][operation]
+    spec = _schema_document()["operations"][operation]
     properties: dict[str, dict[str, Any]] = copy.deepcopy(spec.get("query_parameters", {}))
     body = spec.get("request_body", {}).get("application/json", {})
     properties.update(copy.deepcopy(body.get("properties", {})))
@@ -72,10 +72,10 @@ def _is_true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
-def coerce(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+def coerced(operation: str, params: dict[str, Any]) -> dict[str, Any]:
     """Form and query values arrive as strings: turn them into the declared booleans/integers.
 
-    Values that do not convert are left alone for :func:`validate` to report.
+    Values that do not convert are left alone for :func:`violations` to report.
     """
     rules = rules_for(operation)
     result = dict(params)
@@ -90,7 +90,7 @@ def coerce(operation: str, params: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _check(name: str, value: Any, rule: dict[str, Any]) -> tuple[str, str] | None:
+def _broken_rule(name: str, value: Any, rule: dict[str, Any]) -> tuple[str, str] | None:
     """Return ``(rule, message)`` for the first constraint ``value`` breaks."""
     declared = rule.get("type")
     if declared == "string" and not isinstance(value, str):
@@ -124,7 +124,7 @@ def _check(name: str, value: Any, rule: dict[str, Any]) -> tuple[str, str] | Non
     return None
 
 
-def validate(operation: str, params: dict[str, Any]) -> list[SchemaViolation]:
+def violations(operation: str, params: dict[str, Any]) -> list[SchemaViolation]:
     """Every violation of ``operation``'s constraints by ``params`` (already coerced), in order.
 
     Unknown parameters are ignored, as Graph ignores them.
@@ -147,7 +147,7 @@ def validate(operation: str, params: dict[str, Any]) -> list[SchemaViolation]:
             continue
         if name in required and value == "":
             continue
-        broken = _check(name, value, rules.properties[name])
+        broken = _broken_rule(name, value, rules.properties[name])
         if broken is not None:
             violations.append(SchemaViolation(operation, name, broken[0], broken[1], value))
     if operation == CREATE and not violations:

@@ -1,4 +1,4 @@
-"""In-memory model of the sandbox: WABAs, phone numbers, tokens, codes, clock, windows, request log.
+"""In-memory model of the sandbox: WABAs, phone numbers, tokens, codes and the request log.
 
 Nothing here locks: :class:`~airflow_provider_whatsapp.sandbox.server.GraphSandbox` holds one lock
 around every read and write of a :class:`SandboxState`.
@@ -6,9 +6,7 @@ around every read and write of a :class:`SandboxState`.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 DEFAULT_WABA_ID = "102290129340398"
@@ -44,53 +42,6 @@ PHONE_NUMBER_FIELDS = frozenset(
     }
 )
 WABA_FIELDS = frozenset({"id", "name", "currency", "timezone_id", "message_template_namespace"})
-
-
-class SandboxClock:
-    """The sandbox's notion of time: the monotonic clock plus an offset that tests can advance.
-
-    Every delay of the sandbox (code lifetime, cooldowns, name review, connection, the 72 h register
-    block, rate-limit windows) is measured on this clock, so a test skips hours with one call.
-    """
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-        # Anchors that map monotonic readings to wall-clock time for the ISO timestamps Graph sends.
-        self._mono0 = time.monotonic()
-        self._wall0 = time.time()
-
-    def now(self) -> float:
-        """Seconds on the sandbox clock (monotonic, plus every advance so far)."""
-        return time.monotonic() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        """Move the sandbox clock forward.
-
-        :param seconds: how far; must not be negative.
-        """
-        if seconds < 0:
-            raise ValueError("the sandbox clock only moves forward")
-        self._offset += seconds
-
-    @property
-    def offset(self) -> float:
-        """Total seconds advanced so far."""
-        return self._offset
-
-    def wall(self, at: float | None = None) -> datetime:
-        """The UTC wall-clock time of a sandbox-clock reading (default: now)."""
-        reading = self.now() if at is None else at
-        return datetime.fromtimestamp(self._wall0 + (reading - self._mono0), tz=UTC)
-
-
-def iso_utc(moment: datetime) -> str:
-    """ISO-8601 in UTC with a ``Z``, seconds precision."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def graph_time(moment: datetime) -> str:
-    """The timestamp format Graph uses in node fields, e.g. ``2026-08-01T10:00:00+0000``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
 
 
 @dataclass
@@ -221,6 +172,8 @@ class ReceivedRequest:
     :param fault: the name of the injected fault that handled it, if any.
     :param time: sandbox-clock time of receipt.
     :param version: the Graph version of the URL, e.g. ``v26.0`` (``None`` if missing).
+    :param waba_id: the WABA whose business-use-case budget the call was counted against (or
+        refused by); ``None`` for calls about no WABA, unauthenticated calls and faults.
     """
 
     method: str
@@ -232,6 +185,7 @@ class ReceivedRequest:
     fault: str | None = None
     time: float = 0.0
     version: str | None = None
+    waba_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form, for ``GET /_sandbox/requests``."""
@@ -245,6 +199,7 @@ class ReceivedRequest:
             "fault": self.fault,
             "time": self.time,
             "version": self.version,
+            "waba_id": self.waba_id,
         }
 
 
@@ -267,18 +222,6 @@ class SchemaViolation:
 
 
 @dataclass
-class RateWindow:
-    """Calls consumed in the current fixed window of one WABA.
-
-    :param index: window number since the sandbox started.
-    :param count: calls served in it.
-    """
-
-    index: int
-    count: int = 0
-
-
-@dataclass
 class SandboxState:
     """Everything the sandbox remembers; reset by ``GraphSandbox.reset()``.
 
@@ -287,9 +230,6 @@ class SandboxState:
     :param tokens: known tokens.
     :param requests: the received-request log.
     :param violations: schema violations seen.
-    :param windows: current rate-limit window per WABA.
-    :param calls_per_window: calls served per ``(waba_id, window index)``.
-    :param rejected_call_times: sandbox-clock times of calls rejected with 80007.
     :param next_number_id: the id the next created number gets.
     """
 
@@ -298,7 +238,4 @@ class SandboxState:
     tokens: dict[str, TokenInfo] = field(default_factory=dict)
     requests: list[ReceivedRequest] = field(default_factory=list)
     violations: list[SchemaViolation] = field(default_factory=list)
-    windows: dict[str, RateWindow] = field(default_factory=dict)
-    calls_per_window: dict[tuple[str, int], int] = field(default_factory=dict)
-    rejected_call_times: list[float] = field(default_factory=list)
     next_number_id: int = FIRST_PHONE_NUMBER_ID

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -118,19 +119,35 @@ def test_whatsapp_connection_fixture(whatsapp_connection: Any) -> None:
     assert (conn["host"], conn["password"]) == (whatsapp_connection.url, whatsapp_connection.token)
 
 
+def read_cli_output(process: subprocess.Popen[str]) -> tuple[list[str], dict[str, str]]:
+    """The comment lines the CLI printed before its exports, and the exports as the shell sees them."""
+    assert process.stdout is not None
+    comments: list[str] = []
+    exports: dict[str, str] = {}
+    for _ in range(20):  # bounded: the CLI prints three comments and three exports
+        line = process.stdout.readline()
+        if line.startswith("export "):
+            [assignment] = shlex.split(line[len("export ") :])
+            name, _, value = assignment.partition("=")
+            exports[name] = value
+            if len(exports) == 3:
+                break
+        else:
+            assert line.startswith("#"), line
+            comments.append(line)
+    return comments, exports
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_cli_prints_and_stops(stop_signal: int) -> None:
+def test_cli_prints_every_export_and_stops(stop_signal: int) -> None:
+    second_waba = str(int(DEFAULT_WABA_ID) + 1)
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "airflow_provider_whatsapp.sandbox",
-            "--port",
-            "0",
-            "--token",
-            "EAAcli",
-            "--fixed-code",
-            "123456",
+            *("--port", "0", "--token", "EAAcli", "--fixed-code", "123456", "--two-step-pin", "604718"),
+            *("--wabas", "2", "--waba-rate-limit", f"{second_waba}=1", "--app-rate-limit", "100"),
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -138,24 +155,53 @@ def test_cli_prints_and_stops(stop_signal: int) -> None:
         text=True,
     )
     try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(3)]
-        assert lines[0].startswith("Graph API sandbox serving on http://127.0.0.1:")
-        url = lines[0].split()[-1]
-        assert DEFAULT_WABA_ID in lines[1]
-        assert lines[2].startswith("export AIRFLOW_CONN_WHATSAPP_DEFAULT='")
-        conn = json.loads(lines[2].split("=", 1)[1].strip().strip("'"))
-        assert (conn["host"], conn["password"]) == (url, "EAAcli")
-        response = requests.get(
-            f"{url}/v26.0/{DEFAULT_WABA_ID}", headers={"Authorization": "Bearer EAAcli"}, timeout=10
-        )
-        assert response.status_code == 200
+        comments, exports = read_cli_output(process)
+        assert comments[0].startswith("# Graph API sandbox serving on http://127.0.0.1:")
+        url = comments[0].split()[-1]
+        assert f"WABA IDs: {DEFAULT_WABA_ID} (the connection's waba_id), {second_waba}" in comments[1]
+        assert sorted(exports) == [
+            "AIRFLOW_CONN_WHATSAPP_DEFAULT",
+            "AIRFLOW_CONN_WHATSAPP_TWO_STEP_PIN",
+            "AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN",
+        ]
+        conn = json.loads(exports["AIRFLOW_CONN_WHATSAPP_DEFAULT"])
+        assert (conn["host"], conn["password"], conn["extra"]["waba_id"]) == (url, "EAAcli", DEFAULT_WABA_ID)
+        assert exports["AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN"] == "604718"
+        assert json.loads(exports["AIRFLOW_CONN_WHATSAPP_TWO_STEP_PIN"])["password"] == "604718"
+        headers = {"Authorization": "Bearer EAAcli"}
+        statuses = [requests.get(f"{url}/v26.0/{waba}", headers=headers, timeout=10) for waba in [second_waba] * 2]
+        assert [r.status_code for r in statuses] == [200, 400]
+        assert statuses[1].json()["error"]["code"] == 80008
+        assert json.loads(statuses[1].headers["X-App-Usage"])["call_count"] == 1
+        assert requests.get(f"{url}/v26.0/{DEFAULT_WABA_ID}", headers=headers, timeout=10).status_code == 200
         process.send_signal(stop_signal)
         assert process.wait(timeout=15) == 0
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=15)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--waba-rate-limit", "abc=1"], "WABA_ID=N"),
+        (["--waba-rate-limit", "5=1"], "does not serve: 5"),
+        (["--app-rate-limit", "0"], "app_rate_limit"),
+        (["--wabas", "0"], "wabas"),
+        (["--two-step-pin", "12345"], "6 digits"),
+    ],
+)
+def test_cli_refuses_bad_options(arguments: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_whatsapp.sandbox", "--port", "0", *arguments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
 
 
 def test_cli_refuses_non_loopback() -> None:

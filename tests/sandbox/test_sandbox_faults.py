@@ -79,6 +79,17 @@ def test_http_fault_headers(graph: Any, whatsapp_sandbox: Any) -> None:
     assert (response.status_code, response.headers["Retry-After"], response.text) == (503, "1", "busy")
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_in_whole_seconds(graph: Any, whatsapp_sandbox: Any, status: int) -> None:
+    whatsapp_sandbox.inject(Fault.http(status, b"slow down", retry_after=7))
+    response = graph.get(DEFAULT_WABA_ID)
+    assert (response.status_code, response.headers["Retry-After"]) == (status, "7")
+    assert Fault.from_dict({"kind": "http", "status": status, "retry_after": 7}) == Fault.http(status, retry_after=7)
+    for wrong in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="retry_after"):
+            Fault.http(status, retry_after=wrong)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("reset", [False, True])
 def test_drop_after_apply(graph: Any, whatsapp_sandbox: Any, reset: bool) -> None:
     whatsapp_sandbox.inject(Fault.drop(after_apply=True, reset=reset), method="POST", path=r"/phone_numbers$")

@@ -1,0 +1,1 @@
+"""Graph's endpoints as the sandbox serves them: one module per family, routed by ``routes``."""

@@ -1,0 +1,34 @@
+"""The sandbox CLI's exports are all the example DAGs need: every connection and Variable they
+name, in operator arguments or in templates, is among them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from airflow_provider_whatsapp.sandbox import GraphSandbox
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE_NAME_RE = re.compile(r"\b(conn|var\.value|var\.json)\.([A-Za-z0-9_]+)")
+
+
+def test_the_exports_name_every_connection_and_variable_of_the_example_dags() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    assert len(bag.dags) == 5
+    needed: set[str] = set()
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            for name, value in vars(task).items():
+                if isinstance(value, str) and value and name.endswith("conn_id"):
+                    needed.add(f"AIRFLOW_CONN_{value.upper()}")
+                if isinstance(value, str) and value and name.endswith("_variable"):
+                    needed.add(f"AIRFLOW_VAR_{value.upper()}")
+    for source in (REPO / "dags").glob("*.py"):
+        for kind, name in TEMPLATE_NAME_RE.findall(source.read_text()):
+            needed.add(f"AIRFLOW_{'CONN' if kind == 'conn' else 'VAR'}_{name.upper()}")
+    assert {"AIRFLOW_CONN_WHATSAPP_DEFAULT", "AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN"} <= needed
+    exports = GraphSandbox().example_dag_environment("604718")
+    assert needed <= set(exports), sorted(needed - set(exports))
