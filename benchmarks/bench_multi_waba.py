@@ -5,11 +5,11 @@ Graph's business-use-case limits are per app *per WABA*. Ten WABAs onboard twent
 process sharing its usage store, each WABA's numbers one after another in a thread of its own
 (as tasks in one Airflow pool slot per WABA would). Every step builds a fresh hook, as a task does.
 
-Two runs against a sandbox in its own process with one-minute windows: in the baseline run every
-WABA has the same budget; in the measured run one WABA's budget is ten times smaller. Figures:
-the nine others' finishing time against the baseline run's (target <= 1.10x), the constrained
-WABA's against the least time its budget allows (target <= 1.10x), calls past any limit (0) and
-failed onboardings (0).
+Runs against a sandbox in its own process with one-minute windows: in the baseline runs (three,
+median taken) every WABA has the same budget; in the measured run one WABA's budget is ten times
+smaller. Figures: the nine others' finishing time against the baseline's (target <= 1.10x), the
+constrained WABA's against the least time its budget allows (until the start of the window in
+which its last call can go; target <= 1.10x), calls past any limit (0) and failed onboardings (0).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ TARGET = 1.10
 CODE = "514093"
 PIN = "730264"
 WINDOW = 60.0
+BASELINE_RUNS = 3
 
 
 def _onboard_waba(waba_id: str, numbers: int, offset: int, outcome: dict[str, Any]) -> None:
@@ -66,7 +67,11 @@ def _run(wabas: int, numbers: int, budget: int, constrained_budget: int | None) 
         waba_ids: list[str] = sandbox.hello["waba_ids"]
         airflow_environment(sandbox.conn_json)
         from airflow_provider_whatsapp.hooks.usage import USAGE_STORE
+        from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 
+        # Warm-up outside the measured time (imports, the first connection lookup); debug_token
+        # spends the app's budget only, no WABA's.
+        WhatsAppBusinessHook().call("GET", "debug_token", params={"input_token": sandbox.token})
         USAGE_STORE.clear()
         outcomes: dict[str, dict[str, Any]] = {waba: {} for waba in waba_ids}
         started_at = sandbox.command("clock")["now"]
@@ -91,18 +96,12 @@ def _run(wabas: int, numbers: int, budget: int, constrained_budget: int | None) 
     }
 
 
-def minimum_allowed(
-    calls: int, budget: int, started_at: float, window_origin: float, first_window_tail: float
-) -> float:
-    """The least time ``calls`` can take at ``budget`` calls per fixed window, from ``started_at``.
-
-    The last call can only go in the window ``ceil(calls / budget) - 1`` windows after the first;
-    that window's share of calls takes at least what a full window's burst took in the run.
-    """
+def minimum_allowed(calls: int, budget: int, started_at: float, window_origin: float) -> float:
+    """The least time ``calls`` can take at ``budget`` calls per fixed window, from ``started_at``:
+    until the start of the window in which the last of them can go."""
     windows_needed = -(-calls // budget)
     first_index = int((started_at - window_origin) // WINDOW)
-    last_window_start = window_origin + (first_index + windows_needed - 1) * WINDOW
-    return last_window_start - started_at + first_window_tail
+    return window_origin + (first_index + windows_needed - 1) * WINDOW - started_at
 
 
 def run(quick: bool = False) -> Result:
@@ -110,9 +109,11 @@ def run(quick: bool = False) -> Result:
     wabas, numbers, budget = (3, 3, 40) if quick else (10, 20, 200)
     constrained_budget = budget // 10
     calls_per_waba = 4 * numbers
-    base = _run(wabas, numbers, budget, None)
+    # The nine others finish in well under a window: the baseline is the median of three runs,
+    # so one slow moment of the machine does not make the figure.
+    bases = [_run(wabas, numbers, budget, None) for _ in range(BASELINE_RUNS)]
     ours = _run(wabas, numbers, budget, constrained_budget)
-    for name, outcome in (("baseline", base), ("constrained", ours)):
+    for name, outcome in [*((f"baseline {i + 1}", base) for i, base in enumerate(bases)), ("constrained", ours)]:
         stats = outcome["stats"]
         result.check(outcome["failures"] == 0, f"{name}: {outcome['failures']} onboardings failed: {outcome['errors']}")
         result.check(stats["rejected_calls"] == 0, f"{name}: {stats['rejected_calls']} calls went past a limit")
@@ -120,7 +121,7 @@ def run(quick: bool = False) -> Result:
         result.check(len(registered) == wabas * numbers, f"{name}: {len(registered)} numbers registered once")
     slow = WABA_ID
     others = [waba for waba in ours["waba_ids"] if waba != WABA_ID]
-    others_base = max(base["finished"][waba] for waba in others)
+    others_base = median([max(base["finished"][waba] for waba in others) for base in bases])
     others_ours = max(ours["finished"][waba] for waba in others)
     figure = result.add(
         "nine other WABAs: time to onboard all",
@@ -132,8 +133,7 @@ def run(quick: bool = False) -> Result:
     figure.target, figure.met = f"<= {TARGET}x", others_ours / others_base <= TARGET
     stats = ours["stats"]
     window_calls = [count for waba, _, count in stats["calls_per_window"] if waba == slow]
-    tail = median([base["finished"][waba] for waba in others]) * constrained_budget / calls_per_waba
-    floor = minimum_allowed(calls_per_waba, constrained_budget, ours["started_at"], stats["window_origin"], tail)
+    floor = minimum_allowed(calls_per_waba, constrained_budget, ours["started_at"], stats["window_origin"])
     slow_time = ours["finished"][slow]
     figure = result.add(
         "constrained WABA: time to onboard all",
