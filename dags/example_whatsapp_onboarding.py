@@ -77,7 +77,16 @@ with DAG(
         task_id="enter_code",
         subject="WhatsApp verification code",
         body="Enter the 6-digit code that was sent to the new number.",
-        params={"code": Param("", type="string", pattern="^[0-9]{6}$")},
+        # No code yet when the task starts, so null must be valid: Airflow checks every param then.
+        params={
+            "code": Param(
+                None,
+                type=["null", "string"],
+                pattern="^[0-9]{6}$",
+                title="Verification code",
+                description="6 digits, as received by SMS or voice call",
+            )
+        },
         response_timeout=timedelta(minutes=10),
     )
     # [END howto_operator_hitl_code]

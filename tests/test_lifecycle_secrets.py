@@ -138,3 +138,6 @@ def test_wrong_code_error_does_not_echo_the_code(sandbox: Any, run_inline_dag: A
     haystack.add("task output", captured.out + captured.err)
     haystack.add("xcom", repr(result.xcoms))
     assert leaked(search_each(haystack, {"wrong code": WRONG_CODE})) == {}
+    # Said plainly for the person who typed it, with what to do next.
+    assert "The verification code was not accepted for phone number" in captured.out + captured.err
+    assert "Nothing was registered. To enter the code again" in captured.out + captured.err

@@ -18,8 +18,15 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 IF_EXISTS_CHOICES = ("adopt", "fail")
-# Graph's "invalid parameter": how it answers a number that is already on the WABA.
+# Graph's "invalid parameter": how it answers a number that is already on the WABA, and a wrong
+# or expired verification code; with subcode 33 the object is missing instead.
 INVALID_PARAMETER = 100
+OBJECT_MISSING = 33
+WRONG_CODE_MESSAGE = (
+    "The verification code was not accepted for phone number %s: it is wrong or has expired "
+    "(Graph: %s). Nothing was registered. To enter the code again, clear the task that supplies it "
+    "together with its downstream tasks; if it expired, clear the task that requests the code instead."
+)
 
 
 class PhoneNumberExistsError(GraphPermanentError):
@@ -239,7 +246,14 @@ class VerifyCodeOperator(SecretTemplateFieldsMixin, WhatsAppPhoneNumberBaseOpera
 
     def execute_graph(self, context: Context) -> str:
         phone_number_id = self.checked_phone_number_id()
-        self.hook.verify_code(phone_number_id, validation.six_digits("code", self.code))
+        code = validation.six_digits("code", self.code)
+        try:
+            self.hook.verify_code(phone_number_id, code)
+        except GraphPermanentError as error:
+            if error.code == INVALID_PARAMETER and error.error_subcode != OBJECT_MISSING:
+                # Said plainly, first, for the person who typed the code: the error below is for support.
+                self.log.error(WRONG_CODE_MESSAGE, phone_number_id, error.message)
+            raise
         self.log.info("Phone number %s verified", phone_number_id)
         return phone_number_id
 
