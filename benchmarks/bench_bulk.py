@@ -179,7 +179,7 @@ def _hook_cpu(conn_json: str, runs: int, result: Result) -> tuple[float, float]:
 
 def run(quick: bool = False, numbers_count: int | None = None) -> Result:
     from airflow_provider_whatsapp.sandbox import GraphSandbox
-    from tests.e2e.airflow_deployment import AirflowDeployment
+    from devtools.airflow_deployment import AirflowDeployment
 
     result = Result(NAME)
     count = numbers_count or (5 if quick else 200)

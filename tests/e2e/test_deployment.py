@@ -7,58 +7,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_whatsapp.hooks.whatsapp_async import TRIGGER_USER_AGENT
-from airflow_provider_whatsapp.sandbox import GraphSandbox
-from tests.e2e.airflow_deployment import AirflowDeployment, wait_until
+from devtools.airflow_deployment import AirflowDeployment, wait_until
+from tests.e2e.shared_deployment import APP_SECRET, CODE, PIN, Deployment
 from tests.secret_search import Haystack, leaked, search_each
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(900)]
 
-APP_SECRET = "e2e-app-secret-3c9d51f0"
-PIN = "861304"
-CODE = "498564"
 ONBOARDING = "example_whatsapp_onboarding"
 BULK = "example_whatsapp_bulk_onboarding"
 CHAIN = ("create_phone_number", "request_code", "verify_code", "register")
 TRIGGER = "airflow_provider_whatsapp.triggers.phone_numbers.PhoneNumberStatusTrigger"
-# Registered numbers stay PENDING until a test connects them, so the sensor surely defers.
-CONNECT_DELAY = 3600.0
-
-
-class Deployment:
-    def __init__(self, airflow: AirflowDeployment, sandbox: GraphSandbox, started_in: float) -> None:
-        self.airflow = airflow
-        self.sandbox = sandbox
-        self.started_in = started_in
-        self.runs: dict[str, str] = {}
-
-
-@pytest.fixture(scope="module")
-def deployment() -> Iterator[Deployment]:
-    started = time.monotonic()
-    with GraphSandbox(
-        app_secret=APP_SECRET, fixed_code=CODE, connect_delay=CONNECT_DELAY, code_request_cooldown=0.0
-    ) as sandbox:
-        env = {
-            "AIRFLOW_CONN_WHATSAPP_DEFAULT": sandbox.airflow_conn_json(),
-            "AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN": PIN,
-        }
-        airflow = AirflowDeployment(env=env)
-        try:
-            with airflow:
-                print(f"\ndeployment up in {time.monotonic() - started:.1f}s on {airflow.database}")
-                yield Deployment(airflow, sandbox, time.monotonic() - started)
-        except BaseException:
-            print(f"\nDeployment test failed; where to look: {airflow.where_to_look()}", file=sys.stderr)
-            raise
-    print(f"deployment test module took {time.monotonic() - started:.1f}s")
 
 
 def xcom(airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:

@@ -1,4 +1,4 @@
-"""A real Airflow 3.3 deployment on 127.0.0.1 for end-to-end tests and benchmarks.
+"""A real Airflow 3.3 deployment on 127.0.0.1 for the end-to-end tests, the benchmarks and ``scripts/demo --ui``.
 
 ``AirflowDeployment`` starts PostgreSQL (Debian's binaries, run as the ``postgres`` user when we
 are root), migrates the metadata database, then starts ``airflow api-server``, ``scheduler``,
@@ -6,6 +6,7 @@ are root), migrates the metadata database, then starts ``airflow api-server``, `
 its own file. ``api(method, path, ...)`` calls the REST API with a token. Every wait is bounded,
 and ``stop()`` (also on ``__exit__``) ends every process group and the database, even after a
 failure. When PostgreSQL cannot run here, it falls back to SQLite and says so in ``database``.
+Without ``login`` every visitor of the UI is an admin; with it, the UI asks for that user.
 
     with AirflowDeployment(env={"AIRFLOW_CONN_WHATSAPP_DEFAULT": ...}) as airflow:
         run = airflow.trigger("example_whatsapp_onboarding", conf={...})
@@ -15,7 +16,9 @@ failure. When PostgreSQL cannot run here, it falls back to SQLite and says so in
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,7 +32,7 @@ from typing import Any
 
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _newest_postgres_bin() -> Path:
@@ -71,10 +74,16 @@ class AirflowDeployment:
     :param env: extra environment for every component (connections, variables, settings).
     :param dags_folder: the DAGs to serve; default this repository's ``dags/``.
     :param parallelism: LocalExecutor slots.
+    :param login: ``(username, password)`` of the one admin the UI and the API accept; ``None``
+        lets everyone in as admin, without a login page.
     """
 
     def __init__(
-        self, env: Mapping[str, str] | None = None, dags_folder: Path | None = None, parallelism: int = 8
+        self,
+        env: Mapping[str, str] | None = None,
+        dags_folder: Path | None = None,
+        parallelism: int = 8,
+        login: tuple[str, str] | None = None,
     ) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="whatsapp-e2e-airflow-"))
         self.dags_folder = dags_folder or REPO / "dags"
@@ -82,6 +91,7 @@ class AirflowDeployment:
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.extra_env = dict(env or {})
         self.parallelism = parallelism
+        self.login = login
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.database = "postgresql"
         self._pg_data: Path | None = None
@@ -119,7 +129,7 @@ class AirflowDeployment:
             AIRFLOW__CORE__PARALLELISM=str(self.parallelism),
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.api_url}/execution/",
-            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=str(self.login is None),
             AIRFLOW__CORE__TEST_CONNECTION="Enabled",
             AIRFLOW__API__PORT=str(self.api_port),
             AIRFLOW__API__HOST="127.0.0.1",
@@ -135,6 +145,9 @@ class AirflowDeployment:
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=self._database_url(),
             PYTHONUNBUFFERED="1",
         )
+        if self.login is not None:
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{self.login[0]}:admin"
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(self._passwords_file())
         env.update(self.extra_env)
         return env
 
@@ -143,8 +156,16 @@ class AirflowDeployment:
             return f"postgresql+psycopg2://airflow:airflow@127.0.0.1:{self._pg_port}/airflow"
         return f"sqlite:///{self.home}/airflow.db"
 
+    def _passwords_file(self) -> Path:
+        return self.home / "simple_auth_manager_passwords.json"
+
     def start(self) -> None:
         self._start_postgres()
+        if self.login is not None:
+            # Written before the API server starts, so that it does not generate a password of its own.
+            passwords = self._passwords_file()
+            passwords.write_text(json.dumps({self.login[0]: self.login[1]}))
+            passwords.chmod(0o600)
         airflow = str(Path(sys.executable).parent / "airflow")
         with self.log_path("db-migrate").open("wb") as log:
             subprocess.run(
@@ -164,10 +185,16 @@ class AirflowDeployment:
         )
         wait_until(self._components_healthy, 120, "scheduler, dag-processor and triggerer heartbeats")
 
+    def exited_components(self) -> list[str]:
+        """The components whose process has ended, each with its exit code."""
+        return [
+            f"{name} ({process.returncode})" for name, process in self.processes.items() if process.poll() is not None
+        ]
+
     def _components_healthy(self) -> bool:
-        for component, process in self.processes.items():
-            if process.poll() is not None:
-                raise RuntimeError(f"{component} exited with {process.returncode}; {self.where_to_look()}")
+        exited = self.exited_components()
+        if exited:
+            raise RuntimeError(f"{', '.join(exited)} exited; {self.where_to_look()}")
         health = self.session.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).json()
         return all(
             health.get(part, {}).get("status") == "healthy" for part in ("scheduler", "triggerer", "dag_processor")
@@ -189,6 +216,18 @@ class AirflowDeployment:
         self.processes.clear()
         self._stop_postgres()
         self.session.close()
+
+    def wait_for_log(self, component: str, pattern: str, timeout: float) -> str:
+        """Wait until a line of ``component``'s log matches the regular expression ``pattern``; return it."""
+        regex = re.compile(pattern)
+
+        def matching_line() -> str | None:
+            text = self.log_path(component).read_text(errors="replace")
+            found = regex.search(text)
+            return found.group(0) if found else None
+
+        line: str = wait_until(matching_line, timeout, f"{pattern!r} in the {component} log")
+        return line
 
     # ------------------------------------------------------------------ PostgreSQL
 
@@ -247,7 +286,8 @@ class AirflowDeployment:
 
     def token(self) -> str:
         if self._token is None:
-            response = self.session.post(f"{self.api_url}/auth/token", json={}, timeout=30)
+            credentials = {"username": self.login[0], "password": self.login[1]} if self.login else {}
+            response = self.session.post(f"{self.api_url}/auth/token", json=credentials, timeout=30)
             if response.status_code >= 400:
                 response = self.session.get(f"{self.api_url}/auth/token", timeout=30)
             response.raise_for_status()
@@ -261,6 +301,8 @@ class AirflowDeployment:
         response = self.session.request(method, url, headers=headers, timeout=60, **kwargs)
         if response.status_code >= 400:
             raise AssertionError(f"{method} {path}: HTTP {response.status_code} {response.text[:500]}")
+        if not response.content:  # 204 No Content, as DELETE answers
+            return None
         content_type = response.headers.get("content-type", "")
         return response.json() if "json" in content_type else response.text
 

@@ -1,0 +1,30 @@
+"""Fixtures of the end-to-end tests: one deployment for the session; where the screenshots went."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.browser import PHASE_REPORTS, SCREENSHOTS
+from tests.e2e.shared_deployment import Deployment, shared_deployment
+
+
+@pytest.fixture(scope="session")
+def deployment() -> Iterator[Deployment]:
+    """Airflow (api-server, scheduler, dag-processor, triggerer) on PostgreSQL, with the Graph sandbox."""
+    with shared_deployment() as running:
+        yield running
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    screenshots = config.stash.get(SCREENSHOTS, None)
+    if screenshots is not None and screenshots.taken:
+        terminalreporter.write_line(f"UI screenshots ({len(screenshots.taken)}): {screenshots.folder}")
