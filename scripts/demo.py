@@ -2,7 +2,8 @@
 
 Starts the sandbox on a free loopback port, points ``whatsapp_default`` at it, runs
 create -> request code -> verify -> register -> wait (deferred) for CONNECTED, and prints the new
-phone-number ID and its final status as the sandbox holds it.
+phone-number ID and its final status as the sandbox holds it. With ``--ui``, starts a local
+Airflow with its UI instead (``devtools/ui_demo.py``) and serves until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,7 +25,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dag-id", default="example_whatsapp_onboarding")
     parser.add_argument("--conf", default='{"cc": "1", "phone_number": "5550100001", "verified_name": "Acme Support"}')
+    parser.add_argument(
+        "--ui", action="store_true", help="start a local Airflow with its UI instead, and serve until Ctrl-C"
+    )
     args = parser.parse_args()
+    # A demo PIN; in production keep it in a secrets backend, never in the DAG.
+    pin = os.environ.get("WHATSAPP_DEMO_PIN", "482915")
+    if args.ui:
+        sys.path.insert(0, str(REPO))
+        from devtools.ui_demo import serve
+
+        return serve(pin)
 
     HOME.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -37,8 +48,7 @@ def main() -> int:
     airflow = str(Path(sys.executable).parent / "airflow")
     log_path = HOME / "demo.log"
     with GraphSandbox(fixed_code=FIXED_TEST_CODE, connect_delay=2.0) as sandbox, log_path.open("w") as log:
-        # The connection and a demo PIN; in production keep the PIN in a secrets backend.
-        env.update(sandbox.example_dag_environment(os.environ.get("WHATSAPP_DEMO_PIN", "482915")))
+        env.update(sandbox.example_dag_environment(pin))
         print(f"Graph sandbox on {sandbox.url} (WABA {sandbox.default_waba_id})", flush=True)
         print(f"Running {args.dag_id} with airflow dags test; log: {log_path}", flush=True)
         steps = [[airflow, "db", "migrate"], [airflow, "dags", "test", args.dag_id, "--conf", args.conf]]
