@@ -32,3 +32,16 @@ def test_every_toctree_page_exists() -> None:
     assert pages
     for page in pages:
         assert (REPO / "docs" / f"{page}.rst").is_file(), page
+
+
+def test_every_image_exists_and_every_screenshot_is_shown() -> None:
+    shown = set()
+    for page in sorted((REPO / "docs").rglob("*.rst")):
+        for path in re.findall(r"^\.\. (?:image|figure):: (\S+)$", page.read_text(), flags=re.MULTILINE):
+            image = (page.parent / path).resolve()
+            assert image.is_file(), f"{page}: {path} does not exist"
+            # Screenshots are palette PNGs of 1280x800: a few tens of kB, not hundreds.
+            assert image.stat().st_size < 100_000, f"{path}: {image.stat().st_size} bytes"
+            shown.add(image)
+    screenshots = set((REPO / "docs" / "walkthrough").glob("*.png"))
+    assert screenshots and screenshots <= shown, f"not in any page: {sorted(screenshots - shown)}"
