@@ -36,7 +36,9 @@ BAD_TOKEN = "EAAexpired-ui-token-0"
 WRONG_CODE = "739164"
 
 
-@pytest.fixture(scope="session")
+# Module, not session: while Playwright's sync API is open, an asyncio loop runs on this thread
+# and the asynchronous tests that follow could not start their own.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} not found: install Debian's chromium package (.ci/run does, as root)"
