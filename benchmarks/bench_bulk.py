@@ -62,8 +62,25 @@ BASELINE_DAG = textwrap.dedent(
     ) as dag:
 
         @task
-        def numbers_to_onboard(params: dict[str, Any]) -> list[dict[str, str]]:
-            return [dict(number) for number in params["numbers"]]
+        def numbers_to_onboard(params: dict[str, Any]) -> list[dict[str, Any]]:
+            return [{**number, "start": "create_phone_number"} for number in params["numbers"]]
+
+        @task
+        def starting_at(numbers: list[dict[str, Any]], step: str) -> list[dict[str, Any]]:
+            keys = ("cc", "phone_number", "verified_name") if step == "create_phone_number" else ("phone_number_id",)
+            return [{key: n.get(key) for key in keys} for n in numbers if n["start"] == step]
+
+        @task
+        def request_code(phone_number_id: str) -> str:
+            return phone_number_id
+
+        @task
+        def verify_code(phone_number_id: str) -> str:
+            return phone_number_id
+
+        @task
+        def register(phone_number_id: str) -> str:
+            return phone_number_id
 
         @task_group(group_id="onboard")
         def onboard(cc: str, phone_number: str, verified_name: str) -> None:
@@ -71,32 +88,33 @@ BASELINE_DAG = textwrap.dedent(
             def create_phone_number(cc: str, phone_number: str, verified_name: str) -> str:
                 return f"{cc}{phone_number}"
 
-            @task
-            def request_code(phone_number_id: str) -> str:
-                return phone_number_id
-
-            @task
-            def verify_code(phone_number_id: str) -> str:
-                return phone_number_id
-
-            @task
-            def register(phone_number_id: str) -> str:
-                return phone_number_id
-
             register(verify_code(request_code(create_phone_number(cc, phone_number, verified_name))))
 
+        @task_group(group_id="resume_at_code")
+        def resume_at_code(phone_number_id: str) -> None:
+            register(verify_code(request_code(phone_number_id)))
+
+        @task_group(group_id="resume_at_register")
+        def resume_at_register(phone_number_id: str) -> None:
+            register(phone_number_id)
+
         numbers = numbers_to_onboard()
-        onboarded = onboard.expand_kwargs(numbers)
+        onboarding = [
+            group.expand_kwargs(starting_at.override(task_id=f"start_{group_id}")(numbers, step))
+            for step, group, group_id in (
+                ("create_phone_number", onboard, "onboard"),
+                ("request_code", resume_at_code, "resume_at_code"),
+                ("register", resume_at_register, "resume_at_register"),
+            )
+        ]
 
         @task(trigger_rule="all_done")
-        def report(numbers: list[dict[str, str]], ti: Any = None) -> dict[str, Any]:
-            succeeded = [
-                {"phone_number_id": ti.xcom_pull(task_ids="onboard.register", map_indexes=index)}
-                for index in range(len(numbers))
-            ]
-            return {"succeeded": [s for s in succeeded if s["phone_number_id"]], "failed": []}
+        def report(numbers: list[dict[str, Any]], ti: Any = None) -> dict[str, Any]:
+            ids = [ti.xcom_pull(task_ids="onboard.register", map_indexes=index) for index in range(len(numbers))]
+            entries = [{"outcome": "onboarded", "phone_number_id": number_id} for number_id in ids]
+            return {"counts": {"onboarded": len(entries)}, "numbers": entries}
 
-        onboarded >> report(numbers)
+        onboarding >> report(numbers)
     '''
 ).replace("BASELINE_ID", BASELINE)
 
@@ -123,11 +141,13 @@ def _run(airflow: Any, dag_id: str, numbers: list[dict[str, str]], result: Resul
     instances = airflow.task_instances(dag_id, run_id)
     steps = [ti for ti in instances if ti["task_id"].startswith("onboard.")]
     result.check(len(steps) == 4 * len(numbers), f"{dag_id}: {len(steps)} mapped tasks, wanted {4 * len(numbers)}")
-    result.check(all(ti["state"] == "success" for ti in instances), f"{dag_id}: not every task succeeded")
+    # The groups that resume half-onboarded numbers map over nothing on a first run: skipped.
+    result.check(all(ti["state"] in ("success", "skipped") for ti in instances), f"{dag_id}: not every task succeeded")
     durations = [d for ti in steps if (d := _seconds(ti.get("start_date"), ti.get("end_date"))) is not None]
     queued = [d for ti in steps if (d := _seconds(ti.get("queued_when"), ti.get("start_date"))) is not None]
     report = xcom(airflow, dag_id, run_id, "report")
-    succeeded = report.get("succeeded", []) if isinstance(report, dict) else []
+    entries = report.get("numbers", []) if isinstance(report, dict) else []
+    succeeded = [entry for entry in entries if entry.get("outcome") == "onboarded"]
     result.check(len(succeeded) == len(numbers), f"{dag_id}: report lists {len(succeeded)} of {len(numbers)}")
     return {
         "wall": _seconds(details.get("start_date"), details.get("end_date")) or float("nan"),
@@ -192,7 +212,7 @@ def run(quick: bool = False, numbers_count: int | None = None) -> Result:
         env = {"AIRFLOW_CONN_WHATSAPP_DEFAULT": sandbox.airflow_conn_json(), "AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN": PIN}
         with AirflowDeployment(env=env, dags_folder=dags) as airflow:
             result.notes.append(
-                f"{count} numbers, {4 * count + 2} tasks per run; LocalExecutor with parallelism "
+                f"{count} numbers, {4 * count + 9} tasks per run (4 of them skipped); LocalExecutor with parallelism "
                 f"{airflow.parallelism}, max_active_tasks 16; metadata database {airflow.database}"
             )
             # The baseline first: any warm-up (DAG parsing, first connections) is charged to it.
@@ -238,7 +258,8 @@ def run(quick: bool = False, numbers_count: int | None = None) -> Result:
         "Graph calls per onboarded number",
         per_number,
         "calls/number",
-        baseline="the 4 state-changing calls (create, request code, verify, register)",
+        baseline="the 4 state-changing calls (create, request code, verify, register); "
+        "the run adds one list read of the WABA",
         ratio=per_number / 4,
     )
     calls.target, calls.met = f"<= {CALLS_PER_NUMBER_TARGET} calls", per_number <= CALLS_PER_NUMBER_TARGET

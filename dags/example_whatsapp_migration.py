@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
@@ -20,6 +20,8 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["example", "whatsapp"],
+    # A worker killed mid-call fails its task: the retry finishes the job without doing it twice.
+    default_args={"retries": 3, "retry_delay": timedelta(minutes=2)},
     user_defined_macros={"sandbox_verification_code": read_verification_code},
     params={
         "cc": Param("1", type="string"),

@@ -3,6 +3,12 @@
 create -> request code -> (a human enters the code | the sandbox's code) -> verify -> register
 -> wait, deferred, until CONNECTED -> summary.
 
+Triggered again with the same params, the DAG continues where the number stands on Graph: the
+create adopts the number already on the WABA and reads its state in the same call, and
+``resume_point`` skips what is done (a verified number is only registered; a registered one is
+only waited for). Every task retries (``default_args``): a retried create adopts the number its
+killed try made, a retried register does not register twice.
+
 In production the code arrives by SMS: set ``unattended`` to false and a person types it into the
 ``enter_code`` form (Airflow's Human-in-the-loop). Against the Graph sandbox the DAG runs
 unattended and reads the code the sandbox sent. The two-step PIN comes from the Airflow Variable
@@ -42,6 +48,8 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["example", "whatsapp"],
+    # A worker killed mid-call fails its task: the retry finishes the job without doing it twice.
+    default_args={"retries": 3, "retry_delay": timedelta(minutes=2)},
     user_defined_macros={"sandbox_verification_code": read_verification_code},
     params={
         "cc": Param("1", type="string", description="Country dial code, without +"),
@@ -56,8 +64,29 @@ with DAG(
         cc="{{ params.cc }}",
         phone_number="{{ params.phone_number }}",
         verified_name="{{ params.verified_name }}",
+        # Read back in the same call: where the number stands, if it was already on the WABA.
+        fields="status,code_verification_status,platform_type",
     )
     # [END howto_operator_onboarding_create]
+
+    # [START howto_operator_onboarding_resume]
+    @task.branch
+    def resume_point(node: dict[str, Any]) -> list[str]:
+        """The steps still to run for the number, from what Graph holds of it."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_provider_whatsapp.onboarding import ONBOARDED, REGISTER, REQUEST_CODE, progress_of
+
+        progress = progress_of(node)
+        if progress.outcome == ONBOARDED:
+            return ["wait_connected"]
+        if progress.next_step == REGISTER:
+            return ["register", "wait_connected"]
+        if progress.next_step == REQUEST_CODE:
+            return ["request_code", "register", "wait_connected"]
+        raise AirflowFailException(f"Phone number {node['id']} is {node.get('status')} on Graph; not onboarding it")
+
+    # [END howto_operator_onboarding_resume]
 
     # [START howto_operator_request_verification_code]
     request_code = RequestVerificationCodeOperator(
@@ -88,6 +117,8 @@ with DAG(
             )
         },
         response_timeout=timedelta(minutes=10),
+        # A code lives about ten minutes: a new run requests a fresh one, a retry would not.
+        retries=0,
     )
     # [END howto_operator_hitl_code]
 
@@ -103,15 +134,18 @@ with DAG(
     # [START howto_operator_register]
     register = RegisterPhoneNumberOperator(
         task_id="register",
-        phone_number_id=verify_code.output,
+        phone_number_id=create_phone_number.output,
         pin_variable="whatsapp_two_step_pin",
+        # After verify_code, or straight after resume_point for a number verified before.
+        trigger_rule="none_failed_min_one_success",
     )
     # [END howto_operator_register]
 
     # [START howto_sensor_phone_number_status]
     wait_connected = PhoneNumberStatusSensor(
         task_id="wait_connected",
-        phone_number_id=register.output,
+        phone_number_id=create_phone_number.output,
+        trigger_rule="none_failed_min_one_success",
         # Waits on numbers of one WABA share one list read per interval in the triggerer.
         waba_id="{{ ti.xcom_pull(task_ids='create_phone_number', key='waba_id') }}",
         target={"code_verification_status": "VERIFIED", "status": "CONNECTED"},
@@ -130,6 +164,7 @@ with DAG(
         print(f"Onboarded phone number {report['id']}: {report}")
         return report
 
+    resume_point(create_phone_number.output["phone_number"]) >> [request_code, register, wait_connected]
     request_code >> code_source() >> [enter_code, verify_code]
-    enter_code >> verify_code
+    enter_code >> verify_code >> register >> wait_connected
     summary(wait_connected.output)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
@@ -18,6 +18,8 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["example", "whatsapp"],
+    # A worker killed mid-call fails its task: the retry finishes the job without doing it twice.
+    default_args={"retries": 3, "retry_delay": timedelta(minutes=2)},
     params={
         "cc": Param("1", type="string"),
         "phone_number": Param("5550103001", type="string"),

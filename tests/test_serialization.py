@@ -94,6 +94,24 @@ def test_example_dag_survives_serialization(example_dags: dict[str, Any], dag_id
                 assert value == original, (where, field)
 
 
+def test_every_graph_task_of_the_examples_retries(example_dags: dict[str, Any]) -> None:
+    """A worker killed mid-call fails its task; the retry (which adopts, and never registers twice)
+    must be there to finish the job. The person's code entry is the one task that must not retry."""
+    from datetime import timedelta
+
+    checked = 0
+    for dag_id, dag in example_dags.items():
+        back = _round_trip(dag)
+        for task in back.tasks:
+            if task.task_id == "enter_code":
+                assert task.retries == 0, dag_id
+                continue
+            checked += 1
+            assert task.retries >= 1, f"{dag_id}.{task.task_id}"
+            assert task.retry_delay >= timedelta(seconds=5), f"{dag_id}.{task.task_id}"
+    assert checked > 20
+
+
 def test_create_operator_keeps_whatsapp_manager_link(example_dags: dict[str, Any]) -> None:
     back = _round_trip(example_dags["example_whatsapp_create_phone_number"])
     [link] = back.get_task("create_phone_number").operator_extra_links

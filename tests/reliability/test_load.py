@@ -44,12 +44,18 @@ def test_bulk_onboarding_under_a_tight_rate_limit(
     tally["load: calls past the limit"] += sandbox.rejected_calls
     tally["duplicates found"] += duplicates(sandbox)
 
-    failed = {key: state for key, state in result.task_states.items() if state != "success"}
+    # Nothing to resume on a first run: only the resume groups, which map over nothing, are skipped.
+    failed = {
+        key: state
+        for key, state in result.task_states.items()
+        if state != "success" and not (state == "skipped" and key[0].startswith("resume_at_"))
+    }
     assert failed == {}, f"{len(failed)} tasks did not succeed: {sorted(failed.items())[:10]}"
-    assert report["failed"] == []
-    assert len(report["succeeded"]) == NUMBERS
+    assert report["counts"] == {"onboarded": NUMBERS}
     assert len(sandbox.numbers()) == len(onboarded) == NUMBERS
-    assert {s["phone_number_id"] for s in report["succeeded"]} == {n["id"] for n in onboarded}
+    assert {entry["phone_number_id"] for entry in report["numbers"]} == {n["id"] for n in onboarded}
+    # Four calls a number and the WABA's one list read; the report trusts the run's own answers.
+    assert len(sandbox.requests) == 4 * NUMBERS + 1
     # The limit was really reached (the pacing was exercised), and never crossed.
     assert max(windows.values()) == LIMIT, windows
     assert sandbox.rejected_calls == 0, f"{sandbox.rejected_calls} calls went past the limit"

@@ -1,0 +1,325 @@
+"""Where each number stands in onboarding, from what Graph holds; where a run starts; what it did.
+
+A crashed worker can leave a number created but not registered, and only Graph knows. So a bulk
+run first reads each WABA's numbers once (:func:`numbers_on_waba`) and plans from them
+(:func:`plan_onboarding`): a number that is done costs nothing more, a number half-onboarded
+continues at the step it stopped before, no number is created or registered twice. Its report
+(:func:`report_onboarding`) says for every input number what Graph holds, reading a WABA again
+only when one of its numbers did not finish in the run. Plain values in and out (XCom-ready); the
+example DAGs' tasks call these with a hook and their XComs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from airflow_provider_whatsapp import validation
+from airflow_provider_whatsapp.exceptions import GraphAPIError, GraphPermanentError, InvalidInputError
+from airflow_provider_whatsapp.hooks.graph import normalise_digits
+
+CREATE = "create_phone_number"
+REQUEST_CODE = "request_code"
+VERIFY = "verify_code"
+REGISTER = "register"
+#: The onboarding steps in order; a run starts a number at one of them and goes on to the end.
+STEPS = (CREATE, REQUEST_CODE, VERIFY, REGISTER)
+#: The fields of a number's node that tell where it stands.
+PROGRESS_FIELDS = ("id", "display_phone_number", "verified_name", "status", "code_verification_status", "platform_type")
+
+ONBOARDED = "onboarded"
+NOT_REGISTERED = "created, not registered"
+NOT_CREATED = "not created"
+#: Graph could not be read, and the run alone cannot tell.
+UNKNOWN = "unknown"
+
+# Registered for Cloud API (the last three with limits on their messaging): nothing left to do.
+REGISTERED_STATUSES = frozenset({"CONNECTED", "FLAGGED", "RESTRICTED", "RATE_LIMITED"})
+# On the way: onboarding continues. Any other status (BANNED, DELETED, MIGRATED, DISCONNECTED,
+# values Graph adds later) is reported as it is and the number is left alone.
+UNREGISTERED_STATUSES = frozenset({"", "PENDING", "UNVERIFIED"})
+
+
+class NumberLister(Protocol):
+    """What :func:`numbers_on_waba` needs of a hook."""
+
+    def list_phone_numbers(self, waba_id: str, fields: str | list[str] | None = ...) -> Iterable[dict[str, Any]]: ...
+
+
+#: Reads one WABA: its numbers' nodes keyed by their digits (``cc`` + national number).
+WabaReader = Callable[[str], dict[str, dict[str, Any]]]
+#: What one read of a WABA gave: its numbers by digits, or the error that stopped it.
+Holding = dict[str, dict[str, Any]] | GraphAPIError
+
+
+@dataclass(frozen=True)
+class Progress:
+    """
+    Where a number stands in onboarding.
+
+    :param outcome: ``onboarded``, ``created, not registered``, ``not created``, or the number's
+        status in lower case when it is left alone (``banned``, ``deleted``, ...).
+    :param next_step: the step that continues its onboarding (one of :data:`STEPS`); ``None``
+        when there is nothing to do.
+    """
+
+    outcome: str
+    next_step: str | None
+
+
+def progress_of(node: Mapping[str, Any] | None) -> Progress:
+    """Where the number of ``node`` (a phone-number node with :data:`PROGRESS_FIELDS`; ``None``: absent) stands."""
+    if node is None:
+        return Progress(NOT_CREATED, CREATE)
+    status = str(node.get("status") or "").upper()
+    # Registered but not CONNECTED yet: Graph connects it by itself; registering again would
+    # spend one of its 10 register calls per 72 hours.
+    registered = str(node.get("platform_type") or "").upper() == "CLOUD_API"
+    if status in REGISTERED_STATUSES or (status in UNREGISTERED_STATUSES and registered):
+        return Progress(ONBOARDED, None)
+    if status in UNREGISTERED_STATUSES:
+        verified = str(node.get("code_verification_status") or "").upper() == "VERIFIED"
+        return Progress(NOT_REGISTERED, REGISTER if verified else REQUEST_CODE)
+    return Progress(status.lower(), None)
+
+
+def number_digits(cc: Any, phone_number: Any) -> str | None:
+    """The digits Graph shows for the number (``cc`` + national number), or ``None`` for bad input."""
+    try:
+        country = validation.country_code(cc)
+        return country + validation.national_number(phone_number, country)
+    except InvalidInputError:
+        return None
+
+
+def numbers_on_waba(hook: NumberLister, waba_id: str) -> dict[str, dict[str, Any]]:
+    """Every number of a WABA, with :data:`PROGRESS_FIELDS`, keyed by its digits: one list read (all pages)."""
+    nodes = hook.list_phone_numbers(waba_id, fields=list(PROGRESS_FIELDS))
+    return {normalise_digits(node.get("display_phone_number")): node for node in nodes}
+
+
+def _waba_of(row: Mapping[str, Any], default_waba_id: str | None) -> str | None:
+    """The row's WABA; the default when it names none (missing or blank)."""
+    raw = row.get("waba_id")
+    return (str(raw).strip() if raw is not None else "") or default_waba_id
+
+
+def _readable(waba_id: str | None) -> str | None:
+    """The WABA ID, if it is one that can be read (bad ones are left to the create step to reject)."""
+    try:
+        return validation.graph_id("waba_id", waba_id)
+    except InvalidInputError:
+        return None
+
+
+def _held(holdings: dict[str, Holding], waba_id: str, read: WabaReader, keep: type[GraphAPIError]) -> Holding:
+    """The WABA's numbers, read once per plan or report; a read failure of the kind ``keep`` stands in their place."""
+    if waba_id not in holdings:
+        try:
+            holdings[waba_id] = read(waba_id)
+        except keep as error:
+            holdings[waba_id] = error
+    return holdings[waba_id]
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    return f"cc={row.get('cc')} phone_number={row.get('phone_number')}"
+
+
+def plan_onboarding(
+    rows: Sequence[Mapping[str, Any]], default_waba_id: str | None, read: WabaReader
+) -> list[dict[str, Any]]:
+    """
+    Plan a bulk run from one read of each WABA involved: where each input number starts, if at all.
+
+    Returns one entry per row, in input order, with the step it starts at (``start``: one of
+    ``create_phone_number``, ``request_code``, ``register``, or ``None``) and what Graph holds of
+    it. A number that is done, or in a state it is left alone in, starts nowhere; a row repeating
+    an earlier row's number starts nowhere either. A row with bad input starts at
+    ``create_phone_number``, whose operator rejects it naming the rule. A WABA that cannot be read
+    for a reason retrying cannot fix starts none of its numbers; any other read failure is raised,
+    so that the task is retried.
+
+    :param rows: the input: ``cc``, ``phone_number``, ``verified_name`` and, optionally, ``waba_id``.
+    :param default_waba_id: the WABA of rows that name none (the connection's ``waba_id`` extra).
+    :param read: reads one WABA (see :func:`numbers_on_waba`).
+    """
+    holdings: dict[str, Holding] = {}
+    first_row: dict[tuple[str, str], int] = {}
+    numbers = []
+    for index, row in enumerate(rows):
+        entry: dict[str, Any] = {
+            "row": index,
+            "number": _label(row),
+            "cc": row.get("cc"),
+            "phone_number": row.get("phone_number"),
+            "verified_name": row.get("verified_name"),
+            "waba_id": _waba_of(row, default_waba_id),
+            "start": CREATE,
+        }
+        numbers.append(entry)
+        digits, readable = number_digits(row.get("cc"), row.get("phone_number")), _readable(entry["waba_id"])
+        if digits is None or readable is None:
+            continue
+        if (readable, digits) in first_row:
+            entry.update(start=None, duplicate_of=first_row[readable, digits])
+            continue
+        first_row[readable, digits] = index
+        held = _held(holdings, readable, read, GraphPermanentError)
+        if isinstance(held, GraphAPIError):
+            entry.update(start=None, outcome=UNKNOWN, error=held.to_dict(), note="Graph could not be read for its WABA")
+            continue
+        node = held.get(digits)
+        _note_node(entry, node, row)
+        progress = progress_of(node)
+        entry.update(start=progress.next_step, outcome=None if progress.next_step else progress.outcome)
+    return numbers
+
+
+def starting_at(numbers: Sequence[Mapping[str, Any]], step: str) -> list[dict[str, Any]]:
+    """
+    The keyword arguments of the planned numbers that start at ``step``, in input order.
+
+    A number's position in this list is its map index in the task group that runs from ``step``.
+    ``create_phone_number`` gets ``cc``, ``phone_number``, ``verified_name``, ``waba_id``; the
+    later steps get ``phone_number_id`` and ``waba_id``.
+    """
+    keys = ("cc", "phone_number", "verified_name", "waba_id") if step == CREATE else ("phone_number_id", "waba_id")
+    return [{key: number.get(key) for key in keys} for number in numbers if number.get("start") == step]
+
+
+def map_indexes(numbers: Sequence[Mapping[str, Any]]) -> list[int | None]:
+    """Each planned number's map index in the task group of its start step (``None``: it starts nowhere)."""
+    seen: Counter[str] = Counter()
+    indexes: list[int | None] = []
+    for number in numbers:
+        start = number.get("start")
+        indexes.append(seen[start] if start else None)
+        if start:
+            seen[start] += 1
+    return indexes
+
+
+def _note_node(entry: dict[str, Any], node: Mapping[str, Any] | None, row: Mapping[str, Any]) -> None:
+    """Copy what Graph holds into the entry, and note a name that differs from the input's."""
+    if node is None:
+        return
+    entry.update(
+        phone_number_id=node.get("id"),
+        status=node.get("status"),
+        code_verification_status=node.get("code_verification_status"),
+    )
+    on_graph = node.get("verified_name")
+    wanted = row.get("verified_name")
+    if on_graph and wanted and str(wanted).strip() != on_graph:
+        entry["adopted_as"] = on_graph
+
+
+def report_onboarding(
+    numbers: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]], read: WabaReader
+) -> dict[str, Any]:
+    """
+    What became of every input number, as Graph holds it.
+
+    A number its run registered, or one the plan found done, is reported from Graph's own answers
+    in this run. For the others Graph is read, once per WABA, before anything is said: a number
+    that exists is never reported as not created. Returns ``counts`` (numbers per outcome) and
+    ``numbers`` (one entry per input row: ``outcome``, ``phone_number_id``, ``started_at``,
+    ``next_step`` for a number to continue, ``error`` of the step that failed, ``note``).
+
+    :param numbers: the plan's ``numbers`` (see :func:`plan_onboarding`).
+    :param results: what the run did for each of them, in the same order: ``registered_id`` (the
+        ID its register step returned), or ``failed_step`` and ``error`` (the step's recorded
+        ``whatsapp_error``), or nothing (the number started nowhere, or its tasks left no trace).
+    :param read: reads one WABA (see :func:`numbers_on_waba`).
+    """
+    holdings: dict[str, Holding] = {}
+    entries: list[dict[str, Any]] = []
+    for planned, result in zip(numbers, results, strict=True):
+        entry = {
+            "number": planned["number"],
+            "waba_id": planned.get("waba_id"),
+            "outcome": planned.get("outcome"),
+            "phone_number_id": planned.get("phone_number_id"),
+            "status": planned.get("status"),
+            "code_verification_status": planned.get("code_verification_status"),
+            "started_at": planned.get("start"),
+            "next_step": None,
+            "error": planned.get("error"),
+            "note": planned.get("note"),
+        }
+        if planned.get("duplicate_of") is None and planned.get("start") is not None:
+            _settle(entry, planned, result, holdings, read)
+        elif planned.get("outcome") == ONBOARDED:
+            entry["note"] = "already onboarded before this run"
+        if planned.get("adopted_as"):
+            entry["note"] = _join(entry["note"], f"adopted: on the WABA as {planned['adopted_as']!r}, name not changed")
+        entries.append(entry)
+    for entry, planned in zip(entries, numbers, strict=True):
+        if planned.get("duplicate_of") is not None:
+            original = entries[planned["duplicate_of"]]
+            for key in ("outcome", "phone_number_id", "status", "code_verification_status", "next_step"):
+                entry[key] = original[key]
+            entry["note"] = f"same number as row {planned['duplicate_of']}: onboarded once, reported there"
+    return {"counts": dict(Counter(entry["outcome"] for entry in entries)), "numbers": entries}
+
+
+def _settle(
+    entry: dict[str, Any],
+    planned: Mapping[str, Any],
+    result: Mapping[str, Any],
+    holdings: dict[str, Holding],
+    read: WabaReader,
+) -> None:
+    """Fill in the outcome of a number the run worked on."""
+    if result.get("registered_id"):
+        entry.update(outcome=ONBOARDED, phone_number_id=str(result["registered_id"]), status=None)
+        return
+    entry["error"] = result.get("error")
+    digits = number_digits(planned.get("cc"), planned.get("phone_number"))
+    waba = _readable(planned.get("waba_id"))
+    if digits is None or waba is None:
+        # Bad input never reaches Graph: its error names the rule.
+        entry.update(outcome=NOT_CREATED, phone_number_id=None)
+        return
+    held = _held(holdings, waba, read, GraphAPIError)
+    if isinstance(held, GraphAPIError):
+        entry.update(outcome=UNKNOWN, note=f"did not finish, and Graph could not be read to check: {held.message}")
+        return
+    node = held.get(digits)
+    progress = progress_of(node)
+    entry.update(
+        outcome=progress.outcome,
+        phone_number_id=node.get("id") if node else None,
+        status=node.get("status") if node else None,
+        code_verification_status=node.get("code_verification_status") if node else None,
+    )
+    if progress.outcome == NOT_REGISTERED:
+        entry["next_step"] = progress.next_step
+        entry["note"] = f"re-run the DAG with the same numbers: it continues at {progress.next_step}"
+    elif progress.outcome == ONBOARDED:
+        entry["note"] = "registered, though its task did not report it"
+    elif progress.outcome == NOT_CREATED and entry["error"] is None:
+        entry["note"] = f"its {result.get('failed_step') or CREATE} task ended without an answer from Graph"
+
+
+def _join(first: str | None, second: str) -> str:
+    return f"{first}; {second}" if first else second
+
+
+def describe(entry: Mapping[str, Any]) -> str:
+    """One line of the report for a person: the number, its outcome, the error and what to do."""
+    parts = [f"{entry['number']} on WABA {entry.get('waba_id')}: {entry['outcome']}"]
+    if entry.get("phone_number_id"):
+        parts.append(f"phone number ID {entry['phone_number_id']}")
+    if entry.get("status"):
+        parts.append(f"status {entry['status']}")
+    error = entry.get("error")
+    if error:
+        code = f" (code {error['code']})" if error.get("code") is not None else ""
+        parts.append(f"error{code}: {error.get('message')}")
+    if entry.get("note"):
+        parts.append(str(entry["note"]))
+    return " | ".join(parts)
