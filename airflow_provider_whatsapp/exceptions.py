@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 # Codes from the reference, by what a client should do about them.
 TRANSIENT_CODES = frozenset({1, 2, 131000, 131016, 133004})

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, task, task_group
+from airflow.providers.common.compat.sdk import DAG, Param, task, task_group
 
 from airflow_provider_whatsapp.operators.phone_numbers import (
     CreatePhoneNumberOperator,

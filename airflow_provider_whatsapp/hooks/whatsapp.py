@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 import tenacity
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from airflow_provider_whatsapp import validation
@@ -489,7 +489,7 @@ def _settings_from(conn: Any) -> tuple[GraphSettings, GraphRetryPolicy]:
 
 def _mask_value(secret: str) -> None:
     # Registered before use, so that no later log line can show it.
-    from airflow.sdk.log import mask_secret
+    from airflow.providers.common.compat.sdk import mask_secret
 
     mask_secret(secret)
 

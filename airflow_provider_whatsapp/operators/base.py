@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_whatsapp import validation
 from airflow_provider_whatsapp.exceptions import GraphAPIError, InvalidInputError, WhatsAppProviderError
 
 if TYPE_CHECKING:
     import jinja2
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 
@@ -101,7 +101,7 @@ class SecretTemplateFieldsMixin:
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         super().render_template_fields(context, jinja_env)  # type: ignore[misc]
-        from airflow.sdk.log import mask_secret
+        from airflow.providers.common.compat.sdk import mask_secret
 
         for name in self.secret_fields:
             value = getattr(self, name, None)
