@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 import tenacity
+from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.common.compat.sdk import BaseHook
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
@@ -540,9 +541,9 @@ class WhatsAppBusinessAsyncHook(BaseHook):
         return f"{type(self).__name__}(whatsapp_conn_id={self.whatsapp_conn_id!r})"
 
     async def asettings(self) -> GraphSettings:
-        """The connection's settings, looked up once per hook with ``aget_connection``."""
+        """The connection's settings, looked up once per hook."""
         if self._settings is None:
-            settings, policy = _settings_from(await self.aget_connection(self.whatsapp_conn_id))
+            settings, policy = _settings_from(await get_async_connection(self.whatsapp_conn_id, hook=self))
             self._retry_policy = self._retry_policy or policy
             self._settings = settings
         return self._settings
