@@ -49,10 +49,9 @@ def fresh_secrets_masker() -> None:
     The masker is process-wide and joins its patterns in set order: a 5-digit PIN masked by one
     test would otherwise mask the first five digits of another test's 6-digit code (``***6``).
     """
-    for module_name in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker"):
-        module = sys.modules.get(module_name)
-        if module is not None:  # not imported yet: nothing has been masked
-            module.reset_secrets_masker()
+    from tests.airflow_versions import reset_secrets_masker
+
+    reset_secrets_masker()
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +106,9 @@ class DagRunResult:
     def __init__(self, dag_id: str, run_id: str, state: str) -> None:
         from airflow import settings
         from airflow.models.taskinstance import TaskInstance
-        from airflow.models.xcom import XComModel
         from sqlalchemy import select
+
+        from tests.airflow_versions import xcom_values
 
         self.dag_id = dag_id
         self.run_id = run_id
@@ -119,9 +119,7 @@ class DagRunResult:
             ).all()
             self.task_states = {(ti.task_id, ti.map_index): str(ti.state) for ti in tis}
             self.try_numbers = {(ti.task_id, ti.map_index): ti.try_number for ti in tis}
-            rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id)).all()
-            # Values pushed through the Task Execution API are stored as JSON and come back as is.
-            self.xcoms = {(x.task_id, x.key, x.map_index): x.value for x in rows}
+            self.xcoms = xcom_values(session, dag_id, run_id)
 
     def task_state(self, task_id: str, map_index: int = -1) -> str:
         return self.task_states[(task_id, map_index)]
@@ -135,9 +133,9 @@ def run_dag(airflow_db: str) -> Callable[..., DagRunResult]:
     """Run an example DAG from ``dags/`` with ``dag.test()`` and return what it left behind."""
 
     def run(dag_id: str, conf: dict[str, Any] | None = None) -> DagRunResult:
-        from airflow.dag_processing.dagbag import DagBag
+        from tests.airflow_versions import dag_bag
 
-        bag = DagBag(dag_folder=str(REPO / "dags"))
+        bag = dag_bag(str(REPO / "dags"))
         assert not bag.import_errors, bag.import_errors
         dag = bag.get_dag(dag_id)
         assert dag is not None, f"{dag_id} not found in dags/"
@@ -149,17 +147,11 @@ def run_dag(airflow_db: str) -> Callable[..., DagRunResult]:
 
 @pytest.fixture
 def run_inline_dag(airflow_db: str) -> Callable[..., Any]:
-    """``dag.test()`` for a DAG built inside a test: it is written to the database first,
-    since Airflow 3.3 only runs serialized DAGs."""
+    """``dag.test()`` for a DAG built inside a test (from Airflow 3.3, written to the database first)."""
 
     def run(dag: Any, conf: dict[str, Any] | None = None) -> Any:
-        from airflow.dag_processing.bundles.manager import DagBundlesManager
-        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+        from tests.airflow_versions import run_unserialized_dag
 
-        DagBundlesManager().sync_bundles_to_db()
-        bag = DagBag(dag_folder=os.devnull)
-        bag.bag_dag(dag)
-        sync_bag_to_db(bag, "dags-folder", None)
-        return dag.test(run_conf=conf)
+        return run_unserialized_dag(dag, conf)
 
     return run

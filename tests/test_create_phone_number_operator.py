@@ -11,6 +11,9 @@ from airflow_provider_whatsapp.exceptions import InvalidInputError
 from airflow_provider_whatsapp.operators.phone_numbers import CreatePhoneNumberOperator
 from airflow_provider_whatsapp.sandbox import Fault
 
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
+
 DAG_ID = "example_whatsapp_create_phone_number"
 
 
@@ -45,7 +48,7 @@ def test_existing_number_is_adopted(run_dag: Any, whatsapp_connection: Any) -> N
 
 
 def test_if_exists_fail_refuses(whatsapp_connection: Any, run_inline_dag: Any) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG("test_if_exists_fail", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         first = CreatePhoneNumberOperator(task_id="first", cc="1", phone_number="5550100012", verified_name="Acme")
@@ -59,7 +62,7 @@ def test_if_exists_fail_refuses(whatsapp_connection: Any, run_inline_dag: Any) -
 
 
 def test_dropped_create_does_not_duplicate(whatsapp_connection: Any, run_inline_dag: Any) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     whatsapp_connection.inject(Fault.drop(after_apply=True), method="POST", path=r"/phone_numbers$")
     with DAG("test_dropped_create", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
@@ -72,7 +75,7 @@ def test_dropped_create_does_not_duplicate(whatsapp_connection: Any, run_inline_
 
 def test_task_retry_after_crash_adopts_instead_of_creating(whatsapp_connection: Any, run_inline_dag: Any) -> None:
     """A try that created the number and then died: the retry finds it first and posts nothing."""
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG("test_retry_after_crash", schedule=None, start_date=datetime(2026, 1, 1)):
         operator = CreatePhoneNumberOperator(
@@ -117,7 +120,7 @@ class FakeTaskInstance:
 def test_bad_input_fails_before_any_request(
     whatsapp_connection: Any, run_inline_dag: Any, kwargs: dict[str, Any], field: str
 ) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     arguments: dict[str, Any] = {"cc": "44", "phone_number": "7700900123", "verified_name": "Acme UK"}
     arguments.update(kwargs)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from airflow_provider_whatsapp.hooks.whatsapp import TRIGGER_USER_AGENT
+
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
 
 PIN = "482915"
 PREVERIFIED_PIN = "739164"
@@ -26,8 +31,35 @@ def sandbox(whatsapp_sandbox_factory: Any, monkeypatch: Any) -> Iterator[Any]:
     yield sandbox
 
 
+@contextmanager
+def connected_once_the_trigger_reads(sandbox: Any) -> Iterator[None]:
+    """Keep registered numbers PENDING until the deferred sensor's trigger has read one, then connect them.
+
+    However slow the machine, the sensor's first poke finds the number PENDING and must defer: no
+    race between the sandbox's connect delay and the time the DAG takes to reach the sensor.
+    """
+    sandbox.connect_delay = 3600.0
+    stop = threading.Event()
+
+    def connect_after_trigger_read() -> None:
+        while not stop.wait(0.05):
+            if any(r.headers.get("User-Agent") == TRIGGER_USER_AGENT for r in sandbox.requests):
+                for number in sandbox.numbers():
+                    sandbox.set_fields(number["id"], status="CONNECTED")
+                return
+
+    watcher = threading.Thread(target=connect_after_trigger_read, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+
+
 def test_onboarding_dag(run_dag: Any, sandbox: Any) -> None:
-    result = run_dag("example_whatsapp_onboarding", {"cc": "1", "phone_number": "5550100021"})
+    with connected_once_the_trigger_reads(sandbox):
+        result = run_dag("example_whatsapp_onboarding", {"cc": "1", "phone_number": "5550100021"})
     assert result.state == "success", result.task_states
     new_id = result.xcom("create_phone_number")
     for task_id in ("request_code", "verify_code", "register"):

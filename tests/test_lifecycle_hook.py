@@ -11,6 +11,9 @@ from airflow_provider_whatsapp.exceptions import GraphBlockedError, GraphPermane
 from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 from airflow_provider_whatsapp.sandbox import Fault
 
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
+
 PIN = "246810"
 
 

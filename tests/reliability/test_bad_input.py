@@ -12,6 +12,9 @@ import pytest
 
 from airflow_provider_whatsapp.exceptions import InvalidInputError
 
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
+
 GOOD_ID = "106540352242922"
 CREATE = {"cc": "44", "phone_number": "7700900123", "verified_name": "Acme UK"}
 
@@ -117,7 +120,7 @@ CASES = [
 
 
 def _operator(name: str, kwargs: dict[str, Any], native: bool) -> Any:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     from airflow_provider_whatsapp.operators import phone_numbers
     from airflow_provider_whatsapp.sensors import phone_numbers as sensors

@@ -6,7 +6,12 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
 from airflow_provider_whatsapp.sandbox import FIXED_TEST_CODE, Fault
+
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
 
 PIN = "503118"
 
@@ -14,7 +19,7 @@ PIN = "503118"
 def test_retried_tasks_continue_without_duplicates(
     whatsapp_sandbox_factory: Any, monkeypatch: Any, run_inline_dag: Any, tally: Counter[str]
 ) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     from airflow_provider_whatsapp.operators.phone_numbers import (
         CreatePhoneNumberOperator,

@@ -22,6 +22,9 @@ from airflow_provider_whatsapp.exceptions import GraphAPIError, GraphBlockedErro
 from airflow_provider_whatsapp.hooks.graph import GraphRetryPolicy
 from airflow_provider_whatsapp.sandbox import FIXED_TEST_CODE, Fault
 
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
+
 PIN = "274981"
 POLICY = GraphRetryPolicy(
     max_attempts=4,
@@ -149,7 +152,7 @@ class Chain:
     number_id: str | None = None
 
     def operator(self, step: str, conn_id: str) -> Any:
-        from airflow.sdk import DAG
+        from airflow.providers.common.compat.sdk import DAG
 
         from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
         from airflow_provider_whatsapp.operators import phone_numbers as ops
