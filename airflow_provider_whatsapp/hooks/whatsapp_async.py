@@ -155,7 +155,7 @@ class WhatsAppBusinessAsyncHook(BaseHook):
         exchange = GraphExchange(
             request,
             policy=self._retry_policy,
-            connection=ConnectionKey(settings.host, self.whatsapp_conn_id),
+            connection=await self.connection_key(),
             scope=scope,
             log=self.log,
         )
