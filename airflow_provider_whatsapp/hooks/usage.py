@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # Percentages beyond this are not a reading but a broken header: treated as unknown.
 _MAX_PERCENT = 1000.0
@@ -29,8 +29,7 @@ _ID_RE = re.compile(r"[0-9]{1,32}")
 _PERCENT_KEYS = ("call_count", "total_cputime", "total_time")
 
 
-@dataclass(frozen=True)
-class UsageReading:
+class UsageReading(NamedTuple):
     """
     One budget's usage as Graph last reported it.
 
@@ -63,16 +62,17 @@ class UsageReport:
         return max((reading.regain_seconds for reading in readings), default=0.0)
 
 
-@dataclass(frozen=True)
-class ConnectionKey:
-    """Which app's budgets a call spends: Graph host and Airflow connection."""
+class ConnectionKey(NamedTuple):
+    """Which app's budgets a call spends: Graph host and Airflow connection.
+
+    Tuples, not dataclasses: these keys are hashed several times on every call.
+    """
 
     host: str
     conn_id: str
 
 
-@dataclass(frozen=True)
-class CallScope:
+class CallScope(NamedTuple):
     """
     What a call is about, for pacing: the WABA, the phone number, or neither (``/me``).
 
