@@ -64,6 +64,26 @@ class TestConnection:
         hook.get_phone_number(node["id"])
         assert hook.get_conn() is session
 
+    def test_environment_proxy_is_honoured(self, make_hook: Any, whatsapp_connection: Any, monkeypatch: Any) -> None:
+        # The session reads the environment once, when it is made; a proxy on a closed port
+        # proves it is used, and NO_PROXY that it is bypassed for the Graph host.
+        for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        with pytest.raises(GraphConnectionError):
+            make_hook().get_phone_number("123")
+        assert whatsapp_connection.requests == []
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        node = create(make_hook(), whatsapp_connection)
+        assert node["id"].isdigit()
+
+    def test_environment_ca_bundle_is_honoured(self, make_hook: Any, monkeypatch: Any) -> None:
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/company-ca.pem")
+        assert make_hook().get_conn().verify == "/etc/ssl/certs/company-ca.pem"
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        assert make_hook().get_conn().verify is True
+
     def test_appsecret_proof_is_signed_on_every_call(
         self, whatsapp_sandbox_factory: Any, monkeypatch: Any, sleeps: Any
     ) -> None:

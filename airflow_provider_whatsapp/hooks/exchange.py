@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from airflow_provider_whatsapp.exceptions import (
     APP_THROTTLE_CODE,
@@ -34,29 +33,28 @@ from airflow_provider_whatsapp.hooks.usage import (
     parse_usage_headers,
 )
 
+# The steps and the response are tuples, not dataclasses: several are built on every call, and a
+# frozen dataclass's ``__init__`` costs several times as much.
 
-@dataclass(frozen=True)
-class Sleep:
+
+class Sleep(NamedTuple):
     """Wait this many seconds, then send the exchange ``None``."""
 
     seconds: float
 
 
-@dataclass(frozen=True)
-class Send:
+class Send(NamedTuple):
     """Send ``request``; send back a :class:`RawResponse`, or the :class:`GraphConnectionError` that
     :func:`~airflow_provider_whatsapp.hooks.graph.connection_error` made of the transport's failure."""
 
     request: GraphRequest
 
 
-@dataclass(frozen=True)
-class Reconcile:
+class Reconcile(NamedTuple):
     """Look up whether a POST that may have been applied was; send back the result, or ``None``."""
 
 
-@dataclass(frozen=True)
-class RawResponse:
+class RawResponse(NamedTuple):
     """What the transport received."""
 
     status: int
@@ -103,6 +101,18 @@ class GraphExchange:
     :param clock: monotonic clock, in seconds.
     """
 
+    __slots__ = (
+        "accept_after_uncertain",
+        "clock",
+        "connection",
+        "log",
+        "policy",
+        "reconciles",
+        "request",
+        "scope",
+        "usage_store",
+    )
+
     def __init__(
         self,
         request: GraphRequest,
@@ -132,18 +142,22 @@ class GraphExchange:
 
     def pacing_wait(self) -> float:
         """How long the call must be held back for the budgets it spends (its app's, its WABA's)."""
-        now = self.clock()
-        waits = [
-            (self.policy.pacing_wait(reading, now), reading.percent)
+        threshold = self.policy.usage_threshold
+        held = [
+            reading
             for reading in self.usage_store.readings(self.connection, self.scope)
+            if reading.percent >= threshold
         ]
-        wait, percent = max(waits, default=(0.0, 0.0))
+        if not held:
+            return 0.0
+        now = self.clock()
+        wait, percent = max((self.policy.pacing_wait(reading, now), reading.percent) for reading in held)
         if wait > 0:
             waba = self.usage_store.waba_of(self.connection, self.scope)
             self.log.info(
                 "Rate-limit usage at %.0f%% (threshold %.0f%%, WABA %s): holding Graph call %s for %.2fs",
                 percent,
-                self.policy.usage_threshold,
+                threshold,
                 waba or "unknown",
                 self._label,
                 wait,

@@ -7,17 +7,17 @@ through :mod:`~airflow_provider_whatsapp.hooks.exchange`, so the two paths canno
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
-import math
 import random
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from airflow_provider_whatsapp import __version__, validation
@@ -33,7 +33,7 @@ from airflow_provider_whatsapp.exceptions import (
     InvalidInputError,
     error_class_for,
 )
-from airflow_provider_whatsapp.hooks.usage import UsageReading, UsageReport
+from airflow_provider_whatsapp.hooks.usage import UsageReading, UsageReport, retry_after_header
 
 DEFAULT_HOST = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v26.0"
@@ -97,24 +97,38 @@ class GraphSettings:
             timeout=timeout,
         )
 
-    @property
+    @functools.cached_property
     def appsecret_proof(self) -> str | None:
-        """Hex HMAC-SHA256 of the token keyed with the app secret, as Graph requires."""
+        """Hex HMAC-SHA256 of the token keyed with the app secret, as Graph requires (computed once)."""
         if not self.app_secret:
             return None
         return hmac.new(self.app_secret.encode(), self.token.encode(), hashlib.sha256).hexdigest()
 
 
-@dataclass(frozen=True)
-class GraphRequest:
-    """A Graph call, built once and sent by whichever client."""
+class GraphRequest(NamedTuple):
+    """
+    A Graph call, built once and sent by whichever client.
+
+    A tuple rather than a dataclass: one is built on every call, and a frozen dataclass's
+    ``__init__`` costs several times as much.
+
+    :param method: ``GET`` or ``POST``.
+    :param path: the path after the version.
+    :param url: the full URL without the query.
+    :param params: the query parameters, already strings.
+    :param json_body: the JSON body of a POST.
+    :param headers: the headers, including the token: never part of the ``repr``.
+    """
 
     method: str
     path: str
     url: str
     params: dict[str, str]
     json_body: dict[str, Any] | None
-    headers: dict[str, str] = field(repr=False)
+    headers: dict[str, str]
+
+    def __repr__(self) -> str:
+        return f"GraphRequest(method={self.method!r}, path={self.path!r}, url={self.url!r}, params={self.params!r})"
 
     @property
     def url_with_query(self) -> str:
@@ -161,17 +175,9 @@ def _param(value: Any) -> str:
 # --------------------------------------------------------------------------- responses
 
 
-def _seconds(raw: str | None) -> float:
-    try:
-        value = float((raw or "").strip())
-    except ValueError:
-        return 0.0
-    return value if math.isfinite(value) and value > 0 else 0.0
-
-
 def retry_after_seconds(headers: Mapping[str, str], usage: UsageReport | None) -> float | None:
     """The wait Graph asked for: ``Retry-After`` first, then the usage headers' regain time."""
-    seconds = _seconds(headers.get("Retry-After"))
+    seconds = retry_after_header(headers)
     if seconds > 0:
         return seconds
     if usage is not None and usage.regain_seconds > 0:

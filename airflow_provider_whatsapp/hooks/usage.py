@@ -18,7 +18,6 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 # Percentages beyond this are not a reading but a broken header: treated as unknown.
@@ -43,8 +42,7 @@ class UsageReading(NamedTuple):
     observed_at: float
 
 
-@dataclass(frozen=True)
-class UsageReport:
+class UsageReport(NamedTuple):
     """
     The usage headers of one answer.
 
@@ -147,16 +145,20 @@ def parse_usage_headers(headers: Mapping[str, str], now: float | None = None) ->
     if not business and app is None:
         return None
     stamp = time.monotonic() if now is None else now
-    # X-App-Usage carries no regain time: a budget spent without its own time regains when the
-    # answer says access does (Retry-After, or the business usage's time), not at a guess.
-    announced = max(_retry_after(headers), *(reading.regain_seconds for reading in business.values()), 0.0)
+    readings = [*business.values(), *([app] if app is not None else [])]
+    announced = 0.0
+    if any(reading.percent >= 100 and reading.regain_seconds <= 0 for reading in readings):
+        # X-App-Usage carries no regain time: a budget spent without its own time regains when
+        # the answer says access does (Retry-After, or the business usage's time), not at a guess.
+        announced = max(retry_after_header(headers), *(reading.regain_seconds for reading in readings))
     return UsageReport(
         business={key: _stamped(reading, stamp, announced) for key, reading in business.items()},
         app=_stamped(app, stamp, announced) if app is not None else None,
     )
 
 
-def _retry_after(headers: Mapping[str, str]) -> float:
+def retry_after_header(headers: Mapping[str, str]) -> float:
+    """``Retry-After`` in seconds; 0 when absent, unreadable, not positive or over a day."""
     try:
         value = float((headers.get("Retry-After") or "").strip())
     except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -99,6 +100,7 @@ class WhatsAppBusinessHook(BaseHook):
         self._sleep = sleep
         self._settings: GraphSettings | None = None
         self._session: requests.Session | None = None
+        self._connection_key: ConnectionKey | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(whatsapp_conn_id={self.whatsapp_conn_id!r})"
@@ -130,7 +132,9 @@ class WhatsAppBusinessHook(BaseHook):
     @property
     def connection_key(self) -> ConnectionKey:
         """Whose rate-limit budgets this hook's calls spend."""
-        return ConnectionKey(self.settings.host, self.whatsapp_conn_id)
+        if self._connection_key is None:
+            self._connection_key = ConnectionKey(self.settings.host, self.whatsapp_conn_id)
+        return self._connection_key
 
     def rate_limit_usage(self, waba_id: str | None = None) -> UsageReading | None:
         """The latest usage Graph reported for a WABA's budget, or for the app's when ``waba_id`` is None."""
@@ -144,9 +148,23 @@ class WhatsAppBusinessHook(BaseHook):
             USAGE_STORE.learn_waba(self.connection_key, phone_number_id, waba_id)
 
     def get_conn(self) -> requests.Session:
-        """Return the hook's one ``requests.Session``, reused for every call."""
+        """
+        Return the hook's one ``requests.Session``, reused for every call.
+
+        The environment's proxies (``HTTPS_PROXY``, ``NO_PROXY``, ...) and CA bundle
+        (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) are read once, here, for the connection's
+        host, rather than on every call as ``requests`` does by default: scanning the environment
+        cost each call more than the rest of the hook. ``.netrc`` is not read: its credentials
+        would replace the token every call carries.
+        """
         if self._session is None:
-            self._session = requests.Session()
+            session = requests.Session()
+            session.trust_env = False
+            session.proxies.update(requests.utils.get_environ_proxies(self.settings.host))
+            ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            if ca_bundle:
+                session.verify = ca_bundle
+            self._session = session
         return self._session
 
     def close(self) -> None:
