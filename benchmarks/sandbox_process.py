@@ -99,6 +99,9 @@ def main() -> None:
                 answer = {"now": sandbox.clock.now()}
             elif command == "connect":
                 sandbox.set_fields(argument, status="CONNECTED")
+            elif command == "connect_all":
+                for number in sandbox.numbers():
+                    sandbox.set_fields(number["id"], status="CONNECTED")
             else:
                 answer = {"error": f"unknown command {command!r}"}
             print(json.dumps(answer), flush=True)
