@@ -58,7 +58,12 @@ class TestTrigger:
 
         async def connect_later() -> dict[str, Any]:
             async def flip() -> None:
-                await asyncio.sleep(0.2)
+                # Connected only once the trigger has read it pending: on a busy machine its first
+                # read can come later than any fixed delay.
+                for _ in range(2000):
+                    if whatsapp_connection.requests:
+                        break
+                    await asyncio.sleep(0.01)
                 whatsapp_connection.set_fields(number_id, status="CONNECTED")
 
             flipper = asyncio.create_task(flip())
