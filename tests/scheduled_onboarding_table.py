@@ -1,0 +1,48 @@
+"""The requests table of the scheduled-onboarding DAG, for the tests: created from the DDL file, seeded, read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+DDL = Path(__file__).resolve().parents[1] / "dags" / "whatsapp_onboarding_requests.sql"
+SEED_COLUMNS = (
+    "request_id",
+    "waba_id",
+    "cc",
+    "phone_number",
+    "verified_name",
+    "preverified_id",
+    "status",
+    "phone_number_id",
+)
+TABLE_COLUMNS = (*SEED_COLUMNS, "error_code", "error_subcode", "error_message", "attempts")
+
+
+def ddl_statements() -> list[str]:
+    """The DDL file's statements, comments stripped."""
+    lines = [line.split("--")[0] for line in DDL.read_text().splitlines()]
+    return [statement.strip() for statement in "\n".join(lines).split(";") if statement.strip()]
+
+
+def seed_rows(
+    execute: Callable[[str, Iterable[Any]], Any], placeholder: str, rows: Iterable[Mapping[str, Any]]
+) -> None:
+    """Insert ``rows`` (dicts of some of :data:`SEED_COLUMNS`; ``status`` defaults to ``pending``)."""
+    marks = ", ".join([placeholder] * len(SEED_COLUMNS))
+    for row in rows:
+        values = {"status": "pending", **row}
+        execute(
+            f"INSERT INTO whatsapp_onboarding_requests ({', '.join(SEED_COLUMNS)}) VALUES ({marks})",
+            [values.get(column) for column in SEED_COLUMNS],
+        )
+
+
+def table_by_request(records: Iterable[Iterable[Any]]) -> dict[str, dict[str, Any]]:
+    """Rows of ``SELECT`` :data:`TABLE_COLUMNS`, by request ID."""
+    rows = [dict(zip(TABLE_COLUMNS, record, strict=True)) for record in records]
+    return {row["request_id"]: row for row in rows}
+
+
+SELECT_TABLE = f"SELECT {', '.join(TABLE_COLUMNS)} FROM whatsapp_onboarding_requests ORDER BY request_id"
