@@ -76,6 +76,8 @@ with DAG(
     schedule="@hourly",
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    # Paused until someone unpauses it: the table and the connection must exist first.
+    is_paused_upon_creation=True,
     # One run at a time: two runs would plan the same rows from the same Graph state.
     max_active_runs=1,
     max_active_tasks=16,
