@@ -29,9 +29,9 @@ with DAG(
     def onboarded_numbers(triggering_asset_events: Any = None) -> dict[str, list[str]]:
         """The phone-number IDs the triggering events carry, by WABA."""
         numbers: dict[str, list[str]] = {}
-        for events in triggering_asset_events.values():
-            for event in events:
-                numbers.setdefault(event.extra["waba_id"], []).extend(event.extra["phone_number_ids"])
+        # Each event is listed under its asset and under the alias it came through: read it once.
+        for event in triggering_asset_events[AssetAlias(ASSET_ALIAS)]:
+            numbers.setdefault(event.extra["waba_id"], []).extend(event.extra["phone_number_ids"])
         for waba_id, ids in sorted(numbers.items()):
             print(f"WABA {waba_id}: {len(ids)} numbers onboarded: {', '.join(ids)}")
         return numbers

@@ -10,7 +10,9 @@ read the run fails there, before any Graph call. ``plan`` sets rows with bad inp
 bulk DAG does: a number continues where Graph says it stands, so a row left half done by an
 earlier run is finished, never created or registered twice. Each start step has its mapped task
 group: ``onboard`` (create, request code, verify, register), ``onboard_preverified`` (create with
-the row's ``preverified_id``, register), ``resume_at_code``, ``resume_at_register``.
+the row's ``preverified_id``, register), ``resume_at_code``, ``resume_at_register``, and, when a
+person enters the codes, ``onboard_until_code`` and ``resume_until_code`` (they stop once the code
+is requested).
 ``write_back`` records every row in a transaction of its own: ``onboarded`` with the
 phone-number ID, ``needs_code``, ``failed`` with Graph's code, subcode and message, ``invalid``
 with the rule; throttled rows stay ``pending`` with nothing held against them, and transient

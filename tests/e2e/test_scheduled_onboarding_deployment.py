@@ -6,6 +6,7 @@ Runs after ``test_deployment.py`` (file order) in the same shared deployment.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -56,6 +57,18 @@ def table(airflow: AirflowDeployment) -> dict[str, dict[str, Any]]:
     return table_by_request(airflow.sql(REQUESTS_DB_CONN_ID, SELECT_TABLE))
 
 
+def show(title: str, rows: dict[str, dict[str, Any]]) -> None:
+    """The table, a line a row, for the test's output."""
+    print(f"\n{title}")
+    for request_id, row in rows.items():
+        error = f" error={row['error_code']}/{row['error_subcode']}" if row["error_code"] else ""
+        message = f" message={row['error_message']!r}" if row["error_message"] else ""
+        print(
+            f"  {request_id} waba={row['waba_id']} {row['cc']}/{row['phone_number']} {row['status']}"
+            f" id={row['phone_number_id']} attempts={row['attempts']}{error}{message}"
+        )
+
+
 def graph_calls(deployment: Deployment, since: int) -> list[tuple[str, str]]:
     requests = deployment.sandbox.requests[since:]
     return [(r.method, r.path) for r in requests if r.headers.get("User-Agent") != TRIGGER_USER_AGENT]
@@ -74,6 +87,8 @@ def scheduled_run(airflow: AirflowDeployment) -> dict[str, Any]:
 
 def test_scheduled_onboarding_two_runs_and_the_downstream_dag(deployment: Deployment) -> None:
     from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
+
+    started = time.monotonic()
 
     airflow, sandbox = deployment.airflow, deployment.sandbox
     wabas = [sandbox.default_waba_id, sandbox.add_waba(), sandbox.add_waba()]
@@ -101,9 +116,7 @@ def test_scheduled_onboarding_two_runs_and_the_downstream_dag(deployment: Deploy
     assert airflow.wait_for_run(SCHEDULED, first["dag_run_id"], timeout=600) == "success", airflow.where_to_look()
     after_first = table(airflow)
     first_calls = graph_calls(deployment, calls_before)
-    print(f"\nafter run 1 ({len(first_calls)} Graph calls):")
-    for request_id, row in after_first.items():
-        print(f"  {request_id}: {row}")
+    show(f"after run 1 ({len(first_calls)} Graph calls: {dict(Counter(first_calls))}):", after_first)
 
     new = [row["request_id"] for row in rows if row["request_id"] not in {*INVALID, *DONE}]
     assert len(new) == 24
@@ -156,7 +169,8 @@ def test_scheduled_onboarding_two_runs_and_the_downstream_dag(deployment: Deploy
     assert airflow.wait_for_run(SCHEDULED, second["dag_run_id"], timeout=300) == "success", airflow.where_to_look()
     after_second = table(airflow)
     second_calls = graph_calls(deployment, calls_before)
-    print(f"after run 2 ({len(second_calls)} Graph calls): unchanged={after_second == after_first}")
+    show(f"after run 2 ({len(second_calls)} Graph calls):", after_second)
     assert after_second == after_first
     assert second_calls == []
     airflow.api("PATCH", f"/dags/{SCHEDULED}", json={"is_paused": True})
+    print(f"scheduled onboarding test took {time.monotonic() - started:.1f}s")

@@ -162,6 +162,7 @@ def test_cli_prints_every_export_and_stops(stop_signal: int) -> None:
         assert sorted(exports) == [
             "AIRFLOW_CONN_WHATSAPP_DEFAULT",
             "AIRFLOW_CONN_WHATSAPP_TWO_STEP_PIN",
+            "AIRFLOW_VAR_WHATSAPP_ONBOARDING_CODE_SOURCE",
             "AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN",
         ]
         conn = json.loads(exports["AIRFLOW_CONN_WHATSAPP_DEFAULT"])
