@@ -12,9 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_whatsapp.onboarding import REGISTER, REQUEST_CODE, VERIFY, map_indexes
+from airflow.providers.common.compat.sdk import task_group
+
+from airflow_provider_whatsapp.onboarding import CREATE, REGISTER, REQUEST_CODE, VERIFY, map_indexes
 from airflow_provider_whatsapp.operators.base import ERROR_XCOM_KEY
 from airflow_provider_whatsapp.operators.phone_numbers import (
+    CreatePhoneNumberOperator,
     RegisterPhoneNumberOperator,
     RequestVerificationCodeOperator,
     VerifyCodeOperator,
@@ -45,6 +48,21 @@ class StepGroup:
     steps: tuple[str, ...]
 
 
+#: The task groups of :func:`resume_task_groups`, by the step their numbers start at.
+RESUME_GROUPS = {
+    REQUEST_CODE: StepGroup("resume_at_code", (REQUEST_CODE, VERIFY, REGISTER)),
+    REGISTER: StepGroup("resume_at_register", (REGISTER,)),
+}
+
+
+def create_step(
+    cc: Any, phone_number: Any, verified_name: Any, waba_id: Any, preverified_id: Any = None
+) -> CreatePhoneNumberOperator:
+    """Create the number on its WABA (or adopt it, if it is there already)."""
+    number = {"cc": cc, "phone_number": phone_number, "verified_name": verified_name, "waba_id": waba_id}
+    return CreatePhoneNumberOperator(task_id=CREATE, preverified_id=preverified_id, **number)
+
+
 def register_step(phone_number_id: Any, waba_id: Any) -> RegisterPhoneNumberOperator:
     """Register the number, the PIN from the Variable ``whatsapp_two_step_pin``."""
     return RegisterPhoneNumberOperator(
@@ -68,6 +86,24 @@ def code_steps(phone_number_id: Any, waba_id: Any, code: str) -> RegisterPhoneNu
     request_code = code_request_step(phone_number_id, waba_id)
     verify = VerifyCodeOperator(task_id=VERIFY, phone_number_id=request_code.output, waba_id=waba_id, code=code)
     return register_step(verify.output, waba_id)
+
+
+def resume_task_groups(code: str) -> tuple[Any, Any]:
+    """
+    The task groups ``resume_at_code`` and ``resume_at_register``, to expand over numbers planned to start there.
+
+    :param code: the template that renders the code for ``verify_code``.
+    """
+
+    @task_group(group_id=RESUME_GROUPS[REQUEST_CODE].group_id)
+    def resume_at_code(phone_number_id: str, waba_id: str) -> None:
+        code_steps(phone_number_id, waba_id, code)
+
+    @task_group(group_id=RESUME_GROUPS[REGISTER].group_id)
+    def resume_at_register(phone_number_id: str, waba_id: str) -> None:
+        register_step(phone_number_id, waba_id)
+
+    return resume_at_code, resume_at_register
 
 
 def run_results(

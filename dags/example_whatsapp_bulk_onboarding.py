@@ -31,7 +31,13 @@ from typing import Any
 from airflow.sdk import DAG, Param, task, task_group
 
 from airflow_provider_whatsapp.onboarding import CREATE, REGISTER, REQUEST_CODE, STEPS
-from airflow_provider_whatsapp.onboarding_tasks import SANDBOX_CODE, StepGroup, code_steps, register_step
+from airflow_provider_whatsapp.onboarding_tasks import (
+    RESUME_GROUPS,
+    SANDBOX_CODE,
+    StepGroup,
+    code_steps,
+    resume_task_groups,
+)
 from airflow_provider_whatsapp.operators.phone_numbers import CreatePhoneNumberOperator
 from airflow_provider_whatsapp.sandbox.client import read_verification_code
 
@@ -39,8 +45,7 @@ NUMBERS_CSV = Path(__file__).with_name("whatsapp_bulk_numbers.csv")
 # The mapped task group each start step runs in, and its steps.
 GROUPS = {
     CREATE: StepGroup("onboard", STEPS),
-    REQUEST_CODE: StepGroup("resume_at_code", STEPS[1:]),
-    REGISTER: StepGroup("resume_at_register", (REGISTER,)),
+    **RESUME_GROUPS,
 }
 
 with DAG(
@@ -96,13 +101,8 @@ with DAG(
         )
         code_steps(create.output, waba_id, SANDBOX_CODE)
 
-    @task_group(group_id=GROUPS[REQUEST_CODE].group_id)
-    def resume_at_code(phone_number_id: str, waba_id: str) -> None:
-        code_steps(phone_number_id, waba_id, SANDBOX_CODE)
-
-    @task_group(group_id=GROUPS[REGISTER].group_id)
-    def resume_at_register(phone_number_id: str, waba_id: str) -> None:
-        register_step(phone_number_id, waba_id)
+    # The later starting points: request code -> verify -> register, or register alone.
+    resume_at_code, resume_at_register = resume_task_groups(SANDBOX_CODE)
 
     numbers = numbers_to_onboard()
     onboarding = [

@@ -8,7 +8,7 @@ send a welcome template, update a CRM, and so on.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.common.compat.assets import AssetAlias
@@ -23,6 +23,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["example", "whatsapp"],
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
 ) as dag:
 
     @task

@@ -29,7 +29,7 @@ a ``preverified_id`` need no code.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.common.compat.assets import Asset, AssetAlias
@@ -43,13 +43,15 @@ from airflow_provider_whatsapp.onboarding_requests import (
     REQUEST_CODE_FOR_PERSON,
 )
 from airflow_provider_whatsapp.onboarding_tasks import (
+    RESUME_GROUPS,
     SANDBOX_CODE,
     StepGroup,
     code_request_step,
     code_steps,
+    create_step,
     register_step,
+    resume_task_groups,
 )
-from airflow_provider_whatsapp.operators.phone_numbers import CreatePhoneNumberOperator
 from airflow_provider_whatsapp.sandbox.client import read_verification_code
 
 DB_CONN_ID = "whatsapp_onboarding_db"
@@ -59,9 +61,8 @@ GROUPS = {
     CREATE: StepGroup("onboard", STEPS),
     CREATE_PREVERIFIED: StepGroup("onboard_preverified", (CREATE, REGISTER)),
     CREATE_FOR_PERSON: StepGroup("onboard_until_code", (CREATE, REQUEST_CODE)),
-    REQUEST_CODE: StepGroup("resume_at_code", STEPS[1:]),
     REQUEST_CODE_FOR_PERSON: StepGroup("resume_until_code", (REQUEST_CODE,)),
-    REGISTER: StepGroup("resume_at_register", (REGISTER,)),
+    **RESUME_GROUPS,
 }
 
 
@@ -84,9 +85,9 @@ with DAG(
     max_active_runs=1,
     max_active_tasks=16,
     tags=["example", "whatsapp"],
-    # No task retries: the next run continues each number where Graph says it stands, and
-    # counts the attempt against the row.
-    default_args={"retries": 0},
+    # A worker killed mid-call fails its task: the retry finishes the job without doing it twice.
+    # What still fails is left to the next runs, counted in the row's attempts.
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
     user_defined_macros={"sandbox_verification_code": read_verification_code},
     params={"max_attempts": Param(5, type="integer", minimum=1, description="Runs a row may take")},
 ) as dag:
@@ -130,33 +131,19 @@ with DAG(
 
     @task_group(group_id=GROUPS[CREATE].group_id)
     def onboard(cc: str, phone_number: str, verified_name: str, waba_id: str | None) -> None:
-        create = CreatePhoneNumberOperator(
-            task_id=CREATE, cc=cc, phone_number=phone_number, verified_name=verified_name, waba_id=waba_id
-        )
-        code_steps(create.output, waba_id, SANDBOX_CODE)
+        code_steps(create_step(cc, phone_number, verified_name, waba_id).output, waba_id, SANDBOX_CODE)
 
     @task_group(group_id=GROUPS[CREATE_PREVERIFIED].group_id)
     def onboard_preverified(
         cc: str, phone_number: str, verified_name: str | None, waba_id: str | None, preverified_id: str
     ) -> None:
-        create = CreatePhoneNumberOperator(
-            task_id=CREATE,
-            cc=cc,
-            phone_number=phone_number,
-            verified_name=verified_name,
-            waba_id=waba_id,
-            preverified_id=preverified_id,
-        )
-        register_step(create.output, waba_id)
+        register_step(create_step(cc, phone_number, verified_name, waba_id, preverified_id).output, waba_id)
 
     # [START howto_scheduled_onboarding_person]
     # Codes from a person: request the code and stop; the row is recorded as needs_code.
     @task_group(group_id=GROUPS[CREATE_FOR_PERSON].group_id)
     def onboard_until_code(cc: str, phone_number: str, verified_name: str, waba_id: str | None) -> None:
-        create = CreatePhoneNumberOperator(
-            task_id=CREATE, cc=cc, phone_number=phone_number, verified_name=verified_name, waba_id=waba_id
-        )
-        code_request_step(create.output, waba_id)
+        code_request_step(create_step(cc, phone_number, verified_name, waba_id).output, waba_id)
 
     @task_group(group_id=GROUPS[REQUEST_CODE_FOR_PERSON].group_id)
     def resume_until_code(phone_number_id: str, waba_id: str) -> None:
@@ -164,13 +151,7 @@ with DAG(
 
     # [END howto_scheduled_onboarding_person]
 
-    @task_group(group_id=GROUPS[REQUEST_CODE].group_id)
-    def resume_at_code(phone_number_id: str, waba_id: str) -> None:
-        code_steps(phone_number_id, waba_id, SANDBOX_CODE)
-
-    @task_group(group_id=GROUPS[REGISTER].group_id)
-    def resume_at_register(phone_number_id: str, waba_id: str) -> None:
-        register_step(phone_number_id, waba_id)
+    resume_at_code, resume_at_register = resume_task_groups(SANDBOX_CODE)
 
     # [START howto_scheduled_onboarding_write_back]
     @task(trigger_rule="all_done", outlets=[AssetAlias(ASSET_ALIAS)])

@@ -15,6 +15,8 @@ from tests.policies import fast_policy_extras
 from tests.scheduled_onboarding_table import SELECT_TABLE, ddl_statements, seed_rows, table_by_request
 
 DAG_ID = "example_whatsapp_scheduled_onboarding"
+# The faults below outlast a task's retries; without them a failed task does not wait its retry delay.
+NO_RETRIES = {"retries": 0}
 PIN = "482915"
 
 
@@ -175,7 +177,7 @@ def test_throttled_rows_stay_pending_with_nothing_held_against_them(
         Fault.graph_error(80008, message="Rate limit hit"), count=100, method="POST", path=r"/phone_numbers$"
     )
 
-    assert run_dag(DAG_ID).state == "success"
+    assert run_dag(DAG_ID, task_args=NO_RETRIES).state == "success"
 
     for row in table.rows().values():
         assert (row["status"], row["attempts"], row["error_code"], row["error_message"]) == ("pending", 0, None, None)
@@ -194,10 +196,10 @@ def test_transient_failures_are_retried_a_bounded_number_of_runs(
         count=1000, method="POST", path=r"/phone_numbers$",
     )  # fmt: skip
 
-    assert run_dag(DAG_ID, {"max_attempts": 2}).state == "success"
+    assert run_dag(DAG_ID, {"max_attempts": 2}, NO_RETRIES).state == "success"
     row = table.rows()["x1"]
     assert (row["status"], row["attempts"], row["error_code"]) == ("pending", 1, 2), row
-    assert run_dag(DAG_ID, {"max_attempts": 2}).state == "success"
+    assert run_dag(DAG_ID, {"max_attempts": 2}, NO_RETRIES).state == "success"
     row = table.rows()["x1"]
     assert (row["status"], row["attempts"], row["error_code"]) == ("failed", 2, 2), row
     assert row["error_message"] == "Service temporarily unavailable"
@@ -217,7 +219,7 @@ def test_unreachable_database_fails_the_run_before_any_graph_call(
     }
     monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_ONBOARDING_DB", json.dumps(closed))
 
-    result = run_dag(DAG_ID)
+    result = run_dag(DAG_ID, task_args=NO_RETRIES)
 
     assert result.state == "failed"
     assert result.task_state("read_requests") == "failed"

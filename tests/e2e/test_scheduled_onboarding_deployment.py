@@ -33,8 +33,14 @@ DONE = {"q07": "1999000000000007", "q20": "1999000000000020"}
 HALF_DONE = "q13"
 
 
+def preverified(index: int) -> bool:
+    """Every even new row: its number is pre-verified (create and register, no code steps)."""
+    return index % 2 == 0 and f"q{index:02d}" not in {*INVALID, *DONE, HALF_DONE}
+
+
 def requests_rows(wabas: list[str]) -> list[dict[str, Any]]:
-    """30 requests on 3 WABAs: 4 with bad input, 2 onboarded before, 1 created but not registered."""
+    """30 requests on 3 WABAs: 4 with bad input, 2 onboarded before, 1 created but not registered,
+    14 pre-verified."""
     rows = []
     for index in range(1, 31):
         request_id = f"q{index:02d}"
@@ -47,6 +53,8 @@ def requests_rows(wabas: list[str]) -> list[dict[str, Any]]:
         }
         if request_id in INVALID:
             row.update(INVALID[request_id][0])
+        if preverified(index):
+            row["preverified_id"] = f"20000000000000{index:02d}"
         if request_id in DONE:
             row.update(status="onboarded", phone_number_id=DONE[request_id])
         rows.append(row)
@@ -132,9 +140,12 @@ def test_scheduled_onboarding_two_runs_and_the_downstream_dag(deployment: Deploy
     for request_id, phone_number_id in DONE.items():
         row = after_first[request_id]
         assert (row["status"], row["phone_number_id"], row["attempts"]) == ("onboarded", phone_number_id, 0), row
-    # One list read per WABA, four calls per new number, three for the half-done one; nothing for
-    # bad input or done rows, and no number created twice.
-    assert Counter(method for method, _ in first_calls) == {"GET": 3, "POST": 23 * 4 + 3}, first_calls
+    # One list read per WABA; four calls per new number, two per pre-verified one, three for the
+    # half-done one; nothing for bad input or done rows, and no number created twice.
+    by_code = [r for r in new if r != HALF_DONE and not preverified(int(r[1:]))]
+    assert (len(by_code), len(new) - len(by_code) - 1) == (9, 14)
+    assert Counter(method for method, _ in first_calls) == {"GET": 3, "POST": 9 * 4 + 14 * 2 + 3}, first_calls
+    assert len([path for _, path in first_calls if path.endswith("/request_code")]) == 9 + 1
     assert {path for method, path in first_calls if method == "GET"} == {f"/{waba}/phone_numbers" for waba in wabas}
     created = {n["id"]: n for n in sandbox.numbers() if n["id"] not in numbers_before}
     assert len(created) == 23

@@ -124,13 +124,13 @@ def read_cli_output(process: subprocess.Popen[str]) -> tuple[list[str], dict[str
     assert process.stdout is not None
     comments: list[str] = []
     exports: dict[str, str] = {}
-    for _ in range(20):  # bounded: the CLI prints three comments and three exports
+    for _ in range(20):  # bounded: the CLI prints three comments and four exports
         line = process.stdout.readline()
         if line.startswith("export "):
             [assignment] = shlex.split(line[len("export ") :])
             name, _, value = assignment.partition("=")
             exports[name] = value
-            if len(exports) == 3:
+            if len(exports) == 4:
                 break
         else:
             assert line.startswith("#"), line
