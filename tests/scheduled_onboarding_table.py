@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from airflow_provider_whatsapp.onboarding_requests import REQUEST_COLUMNS
 
@@ -40,3 +44,35 @@ def table_by_request(records: Iterable[Iterable[Any]]) -> dict[str, dict[str, An
 
 
 SELECT_TABLE = f"SELECT {', '.join(TABLE_COLUMNS)} FROM whatsapp_onboarding_requests ORDER BY request_id"
+
+
+class RequestsTable:
+    """The requests table in a SQLite file, which the DAG reaches through ``whatsapp_onboarding_db``."""
+
+    @classmethod
+    def connected(cls, path: Path, monkeypatch: pytest.MonkeyPatch) -> RequestsTable:
+        """A new table in ``path``, and ``whatsapp_onboarding_db`` (by environment) pointing at it."""
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_WHATSAPP_ONBOARDING_DB", json.dumps({"conn_type": "sqlite", "host": str(path)})
+        )
+        return cls(path)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with sqlite3.connect(path) as connection:
+            for statement in ddl_statements():
+                connection.execute(statement)
+
+    def seed(self, *rows: dict[str, Any]) -> None:
+        with sqlite3.connect(self.path) as connection:
+            seed_rows(connection.execute, "?", rows)
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        with sqlite3.connect(self.path) as connection:
+            return table_by_request(connection.execute(SELECT_TABLE).fetchall())
+
+    def reset(self, request_id: str) -> None:
+        with sqlite3.connect(self.path) as connection:
+            connection.execute(
+                "UPDATE whatsapp_onboarding_requests SET status = 'pending' WHERE request_id = ?", [request_id]
+            )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,36 +11,12 @@ import pytest
 
 from airflow_provider_whatsapp.sandbox import Fault
 from tests.policies import fast_policy_extras
-from tests.scheduled_onboarding_table import SELECT_TABLE, ddl_statements, seed_rows, table_by_request
+from tests.scheduled_onboarding_table import RequestsTable
 
 DAG_ID = "example_whatsapp_scheduled_onboarding"
 # The faults below outlast a task's retries; without them a failed task does not wait its retry delay.
 NO_RETRIES = {"retries": 0}
 PIN = "482915"
-
-
-class RequestsTable:
-    """The requests table in a SQLite file, which the DAG reaches through ``whatsapp_onboarding_db``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        with sqlite3.connect(path) as connection:
-            for statement in ddl_statements():
-                connection.execute(statement)
-
-    def seed(self, *rows: dict[str, Any]) -> None:
-        with sqlite3.connect(self.path) as connection:
-            seed_rows(connection.execute, "?", rows)
-
-    def rows(self) -> dict[str, dict[str, Any]]:
-        with sqlite3.connect(self.path) as connection:
-            return table_by_request(connection.execute(SELECT_TABLE).fetchall())
-
-    def reset(self, request_id: str) -> None:
-        with sqlite3.connect(self.path) as connection:
-            connection.execute(
-                "UPDATE whatsapp_onboarding_requests SET status = 'pending' WHERE request_id = ?", [request_id]
-            )
 
 
 @pytest.fixture
@@ -66,9 +41,7 @@ def graph(sandbox: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RequestsTable]:
-    path = tmp_path / "requests.db"
-    monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_ONBOARDING_DB", json.dumps({"conn_type": "sqlite", "host": str(path)}))
-    yield RequestsTable(path)
+    yield RequestsTable.connected(tmp_path / "requests.db", monkeypatch)
 
 
 def graph_calls(sandbox: Any, since: int = 0) -> list[tuple[str, str]]:
