@@ -26,6 +26,8 @@ VERIFY = "verify_code"
 REGISTER = "register"
 #: The onboarding steps in order; a run starts a number at one of them and goes on to the end.
 STEPS = (CREATE, REQUEST_CODE, VERIFY, REGISTER)
+#: What the create step of a planned number is given.
+CREATE_KEYS = ("cc", "phone_number", "verified_name", "waba_id")
 #: The fields of a number's node that tell where it stands.
 PROGRESS_FIELDS = ("id", "display_phone_number", "verified_name", "status", "code_verification_status", "platform_type")
 
@@ -178,15 +180,18 @@ def plan_onboarding(
     return numbers
 
 
-def starting_at(numbers: Sequence[Mapping[str, Any]], step: str) -> list[dict[str, Any]]:
+def starting_at(
+    numbers: Sequence[Mapping[str, Any]], step: str, keys: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """
     The keyword arguments of the planned numbers that start at ``step``, in input order.
 
     A number's position in this list is its map index in the task group that runs from ``step``.
-    ``create_phone_number`` gets ``cc``, ``phone_number``, ``verified_name``, ``waba_id``; the
-    later steps get ``phone_number_id`` and ``waba_id``.
+    Unless ``keys`` names them, ``create_phone_number`` gets ``cc``, ``phone_number``,
+    ``verified_name``, ``waba_id``; the later steps get ``phone_number_id`` and ``waba_id``.
     """
-    keys = ("cc", "phone_number", "verified_name", "waba_id") if step == CREATE else ("phone_number_id", "waba_id")
+    if keys is None:
+        keys = CREATE_KEYS if step == CREATE else ("phone_number_id", "waba_id")
     return [{key: number.get(key) for key in keys} for number in numbers if number.get("start") == step]
 
 

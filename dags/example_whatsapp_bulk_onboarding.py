@@ -31,22 +31,22 @@ from typing import Any
 from airflow.sdk import DAG, Param, task, task_group
 
 from airflow_provider_whatsapp.onboarding import CREATE, REGISTER, REQUEST_CODE, STEPS
-from airflow_provider_whatsapp.operators.phone_numbers import (
-    CreatePhoneNumberOperator,
-    RegisterPhoneNumberOperator,
-    RequestVerificationCodeOperator,
-    VerifyCodeOperator,
+from airflow_provider_whatsapp.onboarding_tasks import (
+    RESUME_GROUPS,
+    SANDBOX_CODE,
+    StepGroup,
+    code_steps,
+    resume_task_groups,
 )
+from airflow_provider_whatsapp.operators.phone_numbers import CreatePhoneNumberOperator
 from airflow_provider_whatsapp.sandbox.client import read_verification_code
 
 NUMBERS_CSV = Path(__file__).with_name("whatsapp_bulk_numbers.csv")
-# The mapped task group each start step runs in.
-GROUPS = {CREATE: "onboard", REQUEST_CODE: "resume_at_code", REGISTER: "resume_at_register"}
-# The code the sandbox sent for the number of this group's request_code task.
-SANDBOX_CODE = (
-    "{{ sandbox_verification_code(conn.whatsapp_default.host, ti.xcom_pull("
-    "task_ids=ti.task_id | replace('verify_code', 'request_code'), map_indexes=ti.map_index)) }}"
-)
+# The mapped task group each start step runs in, and its steps.
+GROUPS = {
+    CREATE: StepGroup("onboard", STEPS),
+    **RESUME_GROUPS,
+}
 
 with DAG(
     dag_id="example_whatsapp_bulk_onboarding",
@@ -89,22 +89,8 @@ with DAG(
 
     # [END howto_bulk_onboarding_plan]
 
-    def register(phone_number_id: Any, waba_id: Any) -> None:
-        RegisterPhoneNumberOperator(
-            task_id="register", phone_number_id=phone_number_id, waba_id=waba_id, pin_variable="whatsapp_two_step_pin"
-        )
-
-    def verify_and_register(phone_number_id: Any, waba_id: Any) -> None:
-        request_code = RequestVerificationCodeOperator(
-            task_id="request_code", phone_number_id=phone_number_id, waba_id=waba_id
-        )
-        verify = VerifyCodeOperator(
-            task_id="verify_code", phone_number_id=request_code.output, waba_id=waba_id, code=SANDBOX_CODE
-        )
-        register(verify.output, waba_id)
-
     # [START howto_bulk_onboarding_mapped_group]
-    @task_group(group_id=GROUPS[CREATE])
+    @task_group(group_id=GROUPS[CREATE].group_id)
     def onboard(cc: str, phone_number: str, verified_name: str, waba_id: str | None) -> None:
         create = CreatePhoneNumberOperator(
             task_id="create_phone_number",
@@ -113,19 +99,14 @@ with DAG(
             verified_name=verified_name,
             waba_id=waba_id,
         )
-        verify_and_register(create.output, waba_id)
+        code_steps(create.output, waba_id, SANDBOX_CODE)
 
-    @task_group(group_id=GROUPS[REQUEST_CODE])
-    def resume_at_code(phone_number_id: str, waba_id: str) -> None:
-        verify_and_register(phone_number_id, waba_id)
-
-    @task_group(group_id=GROUPS[REGISTER])
-    def resume_at_register(phone_number_id: str, waba_id: str) -> None:
-        register(phone_number_id, waba_id)
+    # The later starting points: request code -> verify -> register, or register alone.
+    resume_at_code, resume_at_register = resume_task_groups(SANDBOX_CODE)
 
     numbers = numbers_to_onboard()
     onboarding = [
-        group.expand_kwargs(numbers_starting_at.override(task_id=f"start_{GROUPS[step]}")(numbers, step))
+        group.expand_kwargs(numbers_starting_at.override(task_id=f"start_{GROUPS[step].group_id}")(numbers, step))
         for step, group in ((CREATE, onboard), (REQUEST_CODE, resume_at_code), (REGISTER, resume_at_register))
     ]
     # [END howto_bulk_onboarding_mapped_group]
@@ -134,26 +115,16 @@ with DAG(
     @task(trigger_rule="all_done")
     def report(numbers: list[dict[str, Any]], ti: Any = None) -> dict[str, Any]:
         from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
-        from airflow_provider_whatsapp.onboarding import describe, map_indexes, numbers_on_waba, report_onboarding
-
-        def result_of(number: dict[str, Any], index: int | None) -> dict[str, Any]:
-            if number.get("start") is None or index is None:
-                return {}
-            group = GROUPS[number["start"]]
-            registered = ti.xcom_pull(task_ids=f"{group}.register", map_indexes=index)
-            if registered:
-                return {"registered_id": registered}
-            for step in STEPS[STEPS.index(number["start"]) :]:
-                error = ti.xcom_pull(task_ids=f"{group}.{step}", map_indexes=index, key="whatsapp_error")
-                if error:
-                    return {"failed_step": step, "error": error}
-            return {}
+        from airflow_provider_whatsapp.onboarding import describe, numbers_on_waba, report_onboarding
+        from airflow_provider_whatsapp.onboarding_tasks import run_results
 
         hook = WhatsAppBusinessHook()
         # Graph is read again only for the WABAs whose numbers did not all finish.
         summary = report_onboarding(
             numbers,
-            [result_of(number, index) for number, index in zip(numbers, map_indexes(numbers), strict=True)],
+            run_results(
+                numbers, GROUPS, lambda task_id, index, key: ti.xcom_pull(task_ids=task_id, map_indexes=index, key=key)
+            ),
             lambda waba_id: numbers_on_waba(hook, waba_id),
         )
         hook.close()

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,8 @@ class AirflowDeployment:
     :param parallelism: LocalExecutor slots.
     :param login: ``(username, password)`` of the one admin the UI and the API accept; ``None``
         lets everyone in as admin, without a login page.
+    :param databases: more PostgreSQL databases to create beside the metadata database, by the
+        Airflow connection ID that reaches them (set for every component); see :meth:`sql`.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class AirflowDeployment:
         dags_folder: Path | None = None,
         parallelism: int = 8,
         login: tuple[str, str] | None = None,
+        databases: Mapping[str, str] | None = None,
     ) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="whatsapp-e2e-airflow-"))
         self.dags_folder = dags_folder or REPO / "dags"
@@ -92,6 +95,7 @@ class AirflowDeployment:
         self.extra_env = dict(env or {})
         self.parallelism = parallelism
         self.login = login
+        self.databases = dict(databases or {})
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.database = "postgresql"
         self._pg_data: Path | None = None
@@ -145,6 +149,12 @@ class AirflowDeployment:
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=self._database_url(),
             PYTHONUNBUFFERED="1",
         )
+        if self.database == "postgresql":
+            for conn_id, name in self.databases.items():
+                env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+                    {"conn_type": "postgres", "host": "127.0.0.1", "port": self._pg_port, "login": "airflow",
+                     "password": "airflow", "schema": name}
+                )  # fmt: skip
         if self.login is not None:
             env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = f"{self.login[0]}:admin"
             env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(self._passwords_file())
@@ -272,7 +282,22 @@ class AirflowDeployment:
             "ON_ERROR_STOP=1",
         ]
         run([*psql, "-c", "CREATE USER airflow WITH PASSWORD 'airflow'"])
-        run([*psql, "-c", "CREATE DATABASE airflow OWNER airflow"])
+        for name in ("airflow", *self.databases.values()):
+            run([*psql, "-c", f"CREATE DATABASE {name} OWNER airflow"])
+
+    def sql(self, conn_id: str, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (``%s`` placeholders) on a database of ``databases``, committed; its rows, if any."""
+        import psycopg2
+
+        connection = psycopg2.connect(
+            host="127.0.0.1", port=self._pg_port, user="airflow", password="airflow", dbname=self.databases[conn_id]
+        )
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute(statement, list(parameters))
+                return list(cursor.fetchall()) if cursor.description else []
+        finally:
+            connection.close()
 
     def _stop_postgres(self) -> None:
         if self._pg_data is not None:

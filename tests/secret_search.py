@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import unquote
 
 # Where a few digits sit by chance: ISO timestamps (and clock times), UUIDs, long hex IDs, epoch
-# seconds, and floats printed at full precision. Digits alone are no ID: a PIN glued to a phone
-# number must be found.
+# seconds, floats printed at full precision, and the run durations dag.test prints (microseconds:
+# six digits, as many as a PIN). Digits alone are no ID: a PIN glued to a phone number must be found.
 NOISE = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
     r"|\b\d{2}:\d{2}:\d{2}[.,]\d+"
@@ -30,6 +30,7 @@ NOISE = re.compile(
     r"|\b(?=[0-9]*[a-f])[0-9a-f]{16,}\b"
     r"|\b1\d{9}\.\d+"
     r"|\d+\.\d{7,}"
+    r"|\brun_duration=\d+\.\d+"
 )
 _JSON_ESCAPE = re.compile(r'\\(u[0-9a-fA-F]{4}|["\\/bfnrt])')
 _JSON_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}

@@ -17,7 +17,7 @@ def test_the_exports_name_every_connection_and_variable_of_the_example_dags() ->
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
-    assert len(bag.dags) == 5
+    assert len(bag.dags) == 7
     needed: set[str] = set()
     for dag in bag.dags.values():
         for task in dag.tasks:

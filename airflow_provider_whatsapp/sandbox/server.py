@@ -208,6 +208,8 @@ class GraphSandbox(SandboxInspection):
             "AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN": two_step_pin,
             # ...and the pre-verified one from a connection's password.
             "AIRFLOW_CONN_WHATSAPP_TWO_STEP_PIN": json.dumps({"conn_type": "generic", "password": two_step_pin}),
+            # The scheduled onboarding DAG reads the codes this sandbox sends (its demo path).
+            "AIRFLOW_VAR_WHATSAPP_ONBOARDING_CODE_SOURCE": "sandbox",
         }
 
     # ---------------------------------------------------------------------- state and control

@@ -19,6 +19,8 @@ PIN = "861304"
 CODE = "498564"
 # Registered numbers stay PENDING until a test connects them, so the sensor surely defers.
 CONNECT_DELAY = 3600.0
+# The scheduled-onboarding DAG's requests table lives in a database of the deployment's PostgreSQL.
+REQUESTS_DB_CONN_ID = "whatsapp_onboarding_db"
 
 
 class Deployment:
@@ -41,8 +43,9 @@ def shared_deployment() -> Iterator[Deployment]:
         env = {
             "AIRFLOW_CONN_WHATSAPP_DEFAULT": sandbox.airflow_conn_json(),
             "AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN": PIN,
+            "AIRFLOW_VAR_WHATSAPP_ONBOARDING_CODE_SOURCE": "sandbox",
         }
-        airflow = AirflowDeployment(env=env)
+        airflow = AirflowDeployment(env=env, databases={REQUESTS_DB_CONN_ID: "whatsapp_requests"})
         try:
             with airflow:
                 print(f"\ndeployment up in {time.monotonic() - started:.1f}s on {airflow.database}")

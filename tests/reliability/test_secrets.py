@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow_provider_whatsapp.exceptions import GraphAPIError
 from tests.reliability.test_fault_matrix import FAULTS, STEP_REQUESTS, Chain, closed_port
+from tests.scheduled_onboarding_table import RequestsTable
 from tests.secret_search import Haystack, chance_problem, leaked, search_each
 
 APP_SECRET = "sandbox-app-secret-5f1c0e9b7d"
@@ -67,6 +68,8 @@ def _example_dag_runs(sandbox: Any, run_dag: Any, haystack: Haystack, secrets: d
         },
         "example_whatsapp_migration": None,
         "example_whatsapp_preverified": None,
+        # Its numbers come from the requests table the test seeded.
+        "example_whatsapp_scheduled_onboarding": None,
     }
     for dag_id, dag in sorted(bag.dags.items()):
         dag_ids.add(dag_id)
@@ -145,6 +148,7 @@ def test_no_secret_anywhere(
     capsys: Any,
     airflow_db: str,
     tally: Counter[str],
+    tmp_path: Path,
 ) -> None:
     sandbox = whatsapp_sandbox_factory(
         app_secret=APP_SECRET, fixed_code=CODE, connect_delay=1.0, code_request_cooldown=0.0
@@ -166,6 +170,10 @@ def test_no_secret_anywhere(
         "PIN (connection)": CONNECTION_PIN,
         "PIN (literal)": FAULT_PIN,
     }
+    monkeypatch.setenv("AIRFLOW_VAR_WHATSAPP_ONBOARDING_CODE_SOURCE", "sandbox")
+    RequestsTable.connected(tmp_path / "requests.db", monkeypatch).seed(
+        {"request_id": "s1", "cc": "1", "phone_number": "5550150005", "verified_name": "Acme Scheduled"}
+    )
     haystack = Haystack()
     haystack.know(sandbox.default_waba_id)
     with caplog.at_level(logging.DEBUG):

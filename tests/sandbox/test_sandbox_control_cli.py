@@ -124,13 +124,13 @@ def read_cli_output(process: subprocess.Popen[str]) -> tuple[list[str], dict[str
     assert process.stdout is not None
     comments: list[str] = []
     exports: dict[str, str] = {}
-    for _ in range(20):  # bounded: the CLI prints three comments and three exports
+    for _ in range(20):  # bounded: the CLI prints three comments and four exports
         line = process.stdout.readline()
         if line.startswith("export "):
             [assignment] = shlex.split(line[len("export ") :])
             name, _, value = assignment.partition("=")
             exports[name] = value
-            if len(exports) == 3:
+            if len(exports) == 4:
                 break
         else:
             assert line.startswith("#"), line
@@ -162,6 +162,7 @@ def test_cli_prints_every_export_and_stops(stop_signal: int) -> None:
         assert sorted(exports) == [
             "AIRFLOW_CONN_WHATSAPP_DEFAULT",
             "AIRFLOW_CONN_WHATSAPP_TWO_STEP_PIN",
+            "AIRFLOW_VAR_WHATSAPP_ONBOARDING_CODE_SOURCE",
             "AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN",
         ]
         conn = json.loads(exports["AIRFLOW_CONN_WHATSAPP_DEFAULT"])
