@@ -68,13 +68,14 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
 
 
 def session_members(session_id: int) -> list[int]:
-    """The processes of a session (a component is started as one, and its children stay in it)."""
+    """The live processes of a session (a component is started as one, and its children stay in
+    it); zombies, already dead, are left out."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             # The fields after the command name, which may hold spaces and parentheses.
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == session_id:
+            if int(fields[3]) == session_id and fields[0] != "Z":
                 members.append(int(stat.parent.name))
     return members
 

@@ -173,6 +173,9 @@ class CeleryAirflowDeployment(AirflowDeployment):
             # Celery's SQLAlchemy backend must be told the driver: a bare postgresql:// means psycopg 3.
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+            # Runs of the onboarding DAG wait deferred, holding no slot: more than 16 (the default)
+            # may be active at once.
+            "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "64",
             # Longer than the test: a killed worker's unacknowledged task is not handed out again by
             # Redis; the scheduler's heartbeat timeout fails it and Airflow's retry runs it.
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
@@ -210,6 +213,16 @@ class CeleryAirflowDeployment(AirflowDeployment):
         """Job ID to host name of the triggerers the API sees alive."""
         jobs = self.api("GET", "/jobs", params={"job_type": "TriggererJob", "is_alive": True, "limit": 100})["jobs"]
         return {int(job["id"]): str(job["hostname"]) for job in jobs}
+
+    def stop_component(self, component: str, timeout: float = 120) -> None:
+        """Stop ``component`` as an orchestrator does (SIGTERM, then SIGKILL past ``timeout``)."""
+        process = self.processes[component]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout)
+        kill_session(process.pid)
+        process.wait(timeout=30)
 
     def kill(self, component: str) -> None:
         """SIGKILL ``component`` and every process it started (its tasks, its trigger runner)."""
