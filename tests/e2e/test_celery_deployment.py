@@ -125,8 +125,12 @@ def all_on(airflow: CeleryAirflowDeployment, sensors: list[str], hostname: str, 
 
 
 def finished_tries(airflow: CeleryAirflowDeployment, dag_id: str, run_id: str, task_id: str, index: int) -> Any:
-    tries = airflow.api("GET", ti_path(dag_id, run_id, task_id, index) + "/tries")["task_instances"]
-    return tries if tries and tries[-1]["state"] in FINAL else None
+    """Every try of a task instance, once it has ended for good (``None`` until then)."""
+    path = ti_path(dag_id, run_id, task_id, index)
+    if airflow.api("GET", path)["state"] not in FINAL:
+        return None
+    tries: list[dict[str, Any]] = airflow.api("GET", f"{path}/tries")["task_instances"]
+    return sorted(tries, key=lambda attempt: int(attempt["try_number"]))
 
 
 def texts_to_search(airflow: CeleryAirflowDeployment, task_instances: list[dict[str, Any]]) -> Haystack:
