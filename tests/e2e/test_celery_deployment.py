@@ -144,7 +144,7 @@ def texts_to_search(airflow: CeleryAirflowDeployment, task_instances: list[dict[
     return haystack
 
 
-def test_celery_deployment_survives_faults() -> None:
+def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) -> None:
     started = time.monotonic()
     faults: list[str] = []
     with distributed_deployment() as (airflow, sandbox):
@@ -247,6 +247,8 @@ def test_celery_deployment_survives_faults() -> None:
             "tasks failed for good": len(failed_for_good),
             "secrets found in logs and rendered fields": sum(len(places) for places in found.values()),
         }
+        distributed_tally.update({"faults": "; ".join(faults), **tally})
+        distributed_tally["test took (s)"] = round(time.monotonic() - started)
         print(f"faults: {'; '.join(faults)}")
         print(f"tally: {json.dumps(tally)}")
         print(f"distributed deployment test took {time.monotonic() - started:.0f}s")
