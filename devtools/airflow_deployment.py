@@ -44,7 +44,6 @@ def _newest_postgres_bin() -> Path:
 
 
 PG_BIN = _newest_postgres_bin()
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
 def free_port() -> int:
@@ -68,6 +67,33 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error!r})")
 
 
+def session_members(session_id: int) -> list[int]:
+    """The live processes of a session (a component is started as one, and its children stay in
+    it); zombies, already dead, are left out."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The fields after the command name, which may hold spaces and parentheses.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session_id and fields[0] != "Z":
+                members.append(int(stat.parent.name))
+    return members
+
+
+def kill_session(session_id: int, timeout: float = 30) -> None:
+    """SIGKILL every process of a session, whatever its process group; bounded by ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        members = session_members(session_id)
+        if not members:
+            return
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    raise TimeoutError(f"processes of session {session_id} still alive after {timeout:.0f}s: {members}")
+
+
 class AirflowDeployment:
     """Scheduler, dag-processor, triggerer and API server on 127.0.0.1, on PostgreSQL.
 
@@ -79,6 +105,8 @@ class AirflowDeployment:
     :param databases: more PostgreSQL databases to create beside the metadata database, by the
         Airflow connection ID that reaches them (set for every component); see :meth:`sql`.
     """
+
+    executor = "LocalExecutor"
 
     def __init__(
         self,
@@ -97,6 +125,8 @@ class AirflowDeployment:
         self.login = login
         self.databases = dict(databases or {})
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        # What else logs beside the components, in ``where_to_look``.
+        self.services: list[str] = ["postgres"]
         self.database = "postgresql"
         self._pg_data: Path | None = None
         self._pg_port: int | None = None
@@ -120,7 +150,7 @@ class AirflowDeployment:
         return self.home / f"{component}.log"
 
     def where_to_look(self) -> str:
-        logs = ", ".join(str(self.log_path(c)) for c in (*COMPONENTS, "postgres"))
+        logs = ", ".join(str(self.log_path(c)) for c in (*self.component_commands(), *self.services))
         return f"Airflow home {self.home}; component logs: {logs}; task logs under {self.home / 'logs'}"
 
     def environment(self) -> dict[str, str]:
@@ -129,7 +159,7 @@ class AirflowDeployment:
             AIRFLOW_HOME=str(self.home),
             AIRFLOW__CORE__DAGS_FOLDER=str(self.dags_folder),
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
-            AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+            AIRFLOW__CORE__EXECUTOR=self.executor,
             AIRFLOW__CORE__PARALLELISM=str(self.parallelism),
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.api_url}/execution/",
@@ -182,18 +212,38 @@ class AirflowDeployment:
                 [airflow, "db", "migrate"], env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
                 check=True, timeout=300,
             )  # fmt: skip
-        for component in COMPONENTS:
-            args = [airflow, component]
-            if component == "api-server":
-                args += ["--port", str(self.api_port), "--host", "127.0.0.1"]
-            log = self.log_path(component).open("wb")
-            self.processes[component] = subprocess.Popen(
-                args, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        for component in self.component_commands():
+            self.start_component(component)
         wait_until(
             lambda: self.session.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).ok, 180, "the API server"
         )
         wait_until(self._components_healthy, 120, "scheduler, dag-processor and triggerer heartbeats")
+
+    def component_commands(self) -> dict[str, list[str]]:
+        """Each component's name (its log's) and the ``airflow`` arguments that start it."""
+        return {
+            "api-server": ["api-server", "--port", str(self.api_port), "--host", "127.0.0.1"],
+            "scheduler": ["scheduler"],
+            "dag-processor": ["dag-processor"],
+            "triggerer": ["triggerer"],
+        }
+
+    def component_environment(self, component: str) -> dict[str, str]:
+        """The environment ``component`` starts with."""
+        return self.environment()
+
+    def start_component(self, component: str) -> None:
+        """Start (or start again) one component, in a session of its own, logging to its file (appended)."""
+        airflow = str(Path(sys.executable).parent / "airflow")
+        log = self.log_path(component).open("ab")
+        self.processes[component] = subprocess.Popen(
+            [airflow, *self.component_commands()[component]],
+            env=self.component_environment(component),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()  # the child holds its own copy
 
     def exited_components(self) -> list[str]:
         """The components whose process has ended, each with its exit code."""
@@ -223,6 +273,9 @@ class AirflowDeployment:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+            # A task's supervisor puts the task in a process group of its own: whatever is left of
+            # the component's session goes too.
+            kill_session(process.pid)
         self.processes.clear()
         self._stop_postgres()
         self.session.close()

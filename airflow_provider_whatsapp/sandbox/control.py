@@ -85,6 +85,8 @@ def _answer_or_none(sandbox: GraphSandbox, method: str, parts: list[str], body: 
         return _answer_after_injecting(sandbox, body)
     if method in ("POST", "DELETE") and parts in (["faults", "clear"], ["faults"]):
         return _answer_after(sandbox.clear_faults)
+    if method == "POST" and parts == ["unreachable"]:
+        return _answer_after(lambda: sandbox.refuse_connections(float(body["seconds"])))
     if method == "POST" and parts == ["clock", "advance"]:
         return _answer_after_advancing(sandbox, body)
     if method == "POST" and parts == ["reset"]:

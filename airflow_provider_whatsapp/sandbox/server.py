@@ -113,6 +113,11 @@ class GraphSandbox(SandboxInspection):
         self._state = self._fresh_state()
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # While set, Graph is unreachable (refuse_connections); the timer ends it.
+        self._unreachable = threading.Event()
+        self._outage: threading.Timer | None = None
+        # Servers closed by an outage: their open connections are shut at stop().
+        self._retired: list[SandboxHTTPServer] = []
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -153,14 +158,64 @@ class GraphSandbox(SandboxInspection):
         with self._lock:
             server, thread = self._server, self._thread
             self._server = self._thread = None
-        if server is None:
+            outage, self._outage = self._outage, None
+            retired, self._retired = self._retired, []
+        if outage is not None:
+            outage.cancel()
+        self._unreachable.clear()
+        if server is None and not retired:
             return
         self._stopping.set()
+        for old in retired:
+            old.close_connections()
+        if server is None:
+            return
         server.shutdown()
         server.close_connections()
         server.server_close()
         if thread is not None:
             thread.join(timeout=5.0)
+
+    def refuse_connections(self, seconds: float) -> None:
+        """Be unreachable for ``seconds`` (real time, not :attr:`clock`'s), then serve again on the same port.
+
+        As when the network to Graph fails: new connections are refused; a request arriving on an
+        open keep-alive connection is dropped unapplied with a TCP RST (recorded with the fault
+        ``unreachable``); requests already being served are answered, then their connection
+        closes. Returns at once.
+
+        :param seconds: how long; more than 0.
+        """
+        if not seconds > 0:
+            raise ValueError("seconds must be more than 0")
+        with self._lock:
+            server, thread = self._server, self._thread
+            if server is None or self._outage is not None:
+                raise RuntimeError("the sandbox is not serving")
+            self._unreachable.set()
+            self._server = self._thread = None
+            self._retired.append(server)
+            outage = self._outage = threading.Timer(seconds, lambda: self._end_outage(outage))
+            outage.daemon = True
+        server.shutdown()
+        server.server_close()
+        server.close_idle_connections()
+        if thread is not None:
+            thread.join(timeout=5.0)
+        outage.start()
+
+    def _end_outage(self, outage: threading.Timer) -> None:
+        with self._lock:
+            if self._outage is not outage:  # stopped meanwhile
+                return
+            self._outage = None
+            self._unreachable.clear()
+            self.start()
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether the sandbox is refusing connections (:meth:`refuse_connections`)."""
+        return self._unreachable.is_set()
 
     def __enter__(self) -> GraphSandbox:
         return self.start()
@@ -328,6 +383,8 @@ class GraphSandbox(SandboxInspection):
         path = parts.path or "/"
         query = last_values(parse_qs(parts.query, keep_blank_values=True))
         body, body_error = body_parameters(request.headers, request.body)
+        if self._unreachable.is_set() and is_control_path(path):
+            return HttpAnswer.dropped(reset=True)
         if is_control_path(path):
             return control_answer(self, request.method, path, body)
         version, graph_path = version_and_path(path)
@@ -336,7 +393,11 @@ class GraphSandbox(SandboxInspection):
         )
         with self._lock:
             self._state.requests.append(record)
-            fault = self._faults.take(request.method, graph_path)
+            unreachable = self._unreachable.is_set()
+            fault = None if unreachable else self._faults.take(request.method, graph_path)
+        if unreachable:
+            record.fault = "unreachable"
+            return HttpAnswer.dropped(reset=True)
         if fault is not None:
             record.fault = fault.name
             early = fault.early_answer(self._stopping.wait)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,15 @@ def deployment() -> Iterator[Deployment]:
         yield running
 
 
+# What the distributed deployment test injected and counted, shown in the closing summary.
+DISTRIBUTED_TALLY: dict[str, Any] = {}
+
+
+@pytest.fixture
+def distributed_tally() -> dict[str, Any]:
+    return DISTRIBUTED_TALLY
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     report = yield
@@ -25,6 +35,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if DISTRIBUTED_TALLY:
+        terminalreporter.write_sep("-", "distributed deployment tally")
+        for key, value in DISTRIBUTED_TALLY.items():
+            terminalreporter.write_line(f"{key}: {value}")
     screenshots = config.stash.get(SCREENSHOTS, None)
     if screenshots is not None and screenshots.taken:
         terminalreporter.write_line(f"UI screenshots ({len(screenshots.taken)}): {screenshots.folder}")
