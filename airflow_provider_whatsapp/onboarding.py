@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from airflow_provider_whatsapp import validation
 from airflow_provider_whatsapp.exceptions import GraphAPIError, GraphPermanentError, InvalidInputError
 from airflow_provider_whatsapp.hooks.graph import normalise_digits
+from airflow_provider_whatsapp.status import is_registered
 
 CREATE = "create_phone_number"
 REQUEST_CODE = "request_code"
@@ -78,8 +79,7 @@ def progress_of(node: Mapping[str, Any] | None) -> Progress:
     status = str(node.get("status") or "").upper()
     # Registered but not CONNECTED yet: Graph connects it by itself; registering again would
     # spend one of its 10 register calls per 72 hours.
-    registered = str(node.get("platform_type") or "").upper() == "CLOUD_API"
-    if status in REGISTERED_STATUSES or (status in UNREGISTERED_STATUSES and registered):
+    if status in REGISTERED_STATUSES or (status in UNREGISTERED_STATUSES and is_registered(node)):
         return Progress(ONBOARDED, None)
     if status in UNREGISTERED_STATUSES:
         verified = str(node.get("code_verification_status") or "").upper() == "VERIFIED"

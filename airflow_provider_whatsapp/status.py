@@ -68,3 +68,15 @@ def check_status(
 def describe(node: Mapping[str, Any], target: Mapping[str, list[str]]) -> str:
     """``status=PENDING (want CONNECTED)`` for log lines and timeout messages."""
     return ", ".join(f"{name}={node.get(name)} (want {'|'.join(wanted)})" for name, wanted in target.items())
+
+
+def is_registered(node: Mapping[str, Any]) -> bool:
+    """
+    Whether a phone-number node shows its number registered for Cloud API.
+
+    ``CONNECTED``, or ``platform_type`` ``CLOUD_API`` while Graph has not connected it yet: a
+    register applied moments ago shows only the latter, and registering again would spend one of
+    the number's 10 register calls per 72 hours.
+    """
+    status = str(node.get("status") or "").upper()
+    return status == "CONNECTED" or str(node.get("platform_type") or "").upper() == "CLOUD_API"

@@ -11,6 +11,7 @@ from airflow_provider_whatsapp.exceptions import GraphBlockedError, GraphPermane
 from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 from airflow_provider_whatsapp.sandbox import Fault
 from tests.bad_input_cases import HOOK_METHODS, BadInput, as_params, hook_cases
+from tests.policies import FAST_POLICY
 from tests.secret_search import Haystack, leaked, search_each
 
 PIN = "592703"
@@ -87,6 +88,24 @@ def test_register_after_dropped_response_is_not_repeated(
     whatsapp_connection.inject(Fault.drop(after_apply=True), method="POST", path=r"/register$")
     assert hook.register_phone_number(number_id, PIN)["success"] is True
     assert len(whatsapp_connection.requests_to(method="POST", path=r"/register$")) == 1
+
+
+def test_register_applied_before_connected_is_not_repeated(
+    whatsapp_sandbox_factory: Any, monkeypatch: Any, sleeps: Any
+) -> None:
+    # Graph connects a registered number some time after register: until then the node shows
+    # PENDING with platform_type CLOUD_API, and neither the look-up after a dropped answer nor a
+    # retried task's check may take it for unregistered.
+    sandbox = whatsapp_sandbox_factory(connect_delay=3600.0)
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_DEFAULT", sandbox.airflow_conn_json())
+    hook = WhatsAppBusinessHook(retry_policy=FAST_POLICY, sleep=sleeps)
+    number_id = hook.create_phone_number(sandbox.default_waba_id, "1", "5550100002", verified_name="Acme")["id"]
+    verify(hook, sandbox, number_id)
+    sandbox.inject(Fault.drop(after_apply=True), method="POST", path=r"/register$")
+    assert hook.register_phone_number(number_id, PIN)["success"] is True
+    assert hook.register_phone_number(number_id, PIN, check_first=True)["success"] is True
+    assert hook.get_phone_number(number_id, fields="status")["status"] == "PENDING"
+    assert len(sandbox.requests_to(method="POST", path=r"/register$")) == 1
 
 
 def test_verify_after_dropped_response_is_not_repeated(

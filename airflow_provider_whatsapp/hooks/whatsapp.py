@@ -34,6 +34,7 @@ from airflow_provider_whatsapp.hooks.graph import (
     page_nodes,
 )
 from airflow_provider_whatsapp.hooks.usage import USAGE_STORE, CallScope, ConnectionKey, UsageReading
+from airflow_provider_whatsapp.status import is_registered
 
 # Graph's answer to a code requested again too soon.
 CODE_REQUESTED_TOO_OFTEN = 136024
@@ -377,7 +378,8 @@ class WhatsAppBusinessHook(BaseHook):
 
         Graph allows 10 register calls per number per 72 hours, and a number registered again
         spends one. With ``check_first`` (the default, and what a retried task must do), a
-        number that is already ``CONNECTED`` is not registered again: its two-step PIN is set to
+        number already registered (``CONNECTED``, or on ``CLOUD_API`` and not connected yet) is not
+        registered again: its two-step PIN is set to
         ``pin`` instead, so the outcome is the same. A first attempt that knows the number was
         never registered passes ``check_first=False`` and saves the read. A failure that may have
         been applied is always looked up before the call is sent again. The 72-hour block (133016)
@@ -387,7 +389,7 @@ class WhatsAppBusinessHook(BaseHook):
         checked_pin = validation.six_digits("pin", pin)
         region = validation.region(data_localization_region)
         mask_secret_value(checked_pin)
-        if check_first and self.get_phone_number(node_id, fields="status").get("status") == "CONNECTED":
+        if check_first and self._registered(node_id):
             self.log.info("Phone number %s is already registered; setting its PIN instead", node_id)
             return self.set_two_step_pin(node_id, checked_pin)
         body: dict[str, Any] = {"messaging_product": "whatsapp", "pin": checked_pin}
@@ -398,7 +400,7 @@ class WhatsAppBusinessHook(BaseHook):
             f"{node_id}/register",
             body=body,
             scope=CallScope(phone_number_id=node_id),
-            reconcile=lambda: self._success_if(node_id, "status", "CONNECTED"),
+            reconcile=lambda: {"success": True} if self._registered(node_id) else None,
         )
 
     def set_two_step_pin(self, phone_number_id: str, pin: str) -> dict[str, Any]:
@@ -417,6 +419,9 @@ class WhatsAppBusinessHook(BaseHook):
             scope=CallScope(phone_number_id=node_id),
             reconcile=lambda: self._success_if(node_id, "status", "DISCONNECTED"),
         )
+
+    def _registered(self, phone_number_id: str) -> bool:
+        return is_registered(self.get_phone_number(phone_number_id, fields="status,platform_type"))
 
     def _success_if(self, phone_number_id: str, field: str, value: str) -> dict[str, Any] | None:
         node = self.get_phone_number(phone_number_id, fields=field)
