@@ -116,6 +116,21 @@ def test_feature_behaves_as_documented(feature: str, airflow_db: str) -> None:
     assert OBSERVED[feature]() == documented_features()[feature], f"Airflow {AIRFLOW_VERSION}: {feature}"
 
 
+def import_provider(extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``import airflow_provider_whatsapp`` in a new interpreter, ``extra_path`` first on its path."""
+    env = dict(os.environ)
+    if extra_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), *sys.path])
+    return subprocess.run(
+        [sys.executable, "-c", "import airflow_provider_whatsapp"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize("version", ["2.10.5", "4.0.0"])
 def test_import_on_unsupported_airflow_names_the_supported_versions(tmp_path: Path, version: str) -> None:
     """An Airflow installed by other means, outside the range: one clear error at import."""
@@ -124,15 +139,7 @@ def test_import_on_unsupported_airflow_names_the_supported_versions(tmp_path: Pa
     metadata = tmp_path / f"apache_airflow_core-{version}.dist-info" / "METADATA"
     metadata.parent.mkdir()
     metadata.write_text(f"Metadata-Version: 2.1\nName: apache-airflow-core\nVersion: {version}\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    result = subprocess.run(
-        [sys.executable, "-c", "import airflow_provider_whatsapp"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
+    result = import_provider(tmp_path)
     assert result.returncode != 0
     [error] = [line for line in result.stderr.splitlines() if line.startswith("RuntimeError")]
     assert f"this is Apache Airflow {version}" in error
@@ -140,11 +147,5 @@ def test_import_on_unsupported_airflow_names_the_supported_versions(tmp_path: Pa
 
 
 def test_supported_airflow_imports_cleanly() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", "import airflow_provider_whatsapp"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = import_provider()
     assert result.returncode == 0, result.stderr
