@@ -136,7 +136,7 @@ with DAG(
         # [END howto_operator_hitl_code]
     else:
         # Same shape of DAG on every Airflow: the form's place is kept, and says why it is empty.
-        @task(task_id="enter_code", doc_md=HITL_NOTE)
+        @task(task_id="enter_code", doc_md=HITL_NOTE, retries=0)
         def enter_code_needs_airflow_3_1() -> None:
             raise AirflowSkipException(HITL_NOTE)
 

@@ -94,7 +94,7 @@ def test_every_graph_task_of_the_examples_retries(example_dags: dict[str, Any]) 
 
     checked = 0
     for dag_id, dag in example_dags.items():
-        back = _round_trip(dag)
+        back = serialization_round_trip(dag)
         for task in back.tasks:
             if task.task_id == "enter_code":
                 assert task.retries == 0, dag_id

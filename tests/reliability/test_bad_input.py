@@ -12,9 +12,9 @@ import pytest
 
 from tests.bad_input_cases import CASES, BadInput, as_params
 
-
 # Exercises the provider through Airflow: run on every supported version (scripts/compat).
 pytestmark = pytest.mark.compat
+
 
 class FakeTaskInstance:
     """What operators touch of a task instance: the try number and XCom pushes."""
