@@ -1,14 +1,14 @@
 """The provider as users install it: from its wheel, on every Airflow version it supports.
 
-1. Builds the sdist and the wheel, checks their metadata with ``twine check`` and what the wheel
-   holds (licences, the sandbox's JSON schema, ``py.typed``, licence expression, URLs, classifiers).
-2. Checks that an installer refuses the wheel beside an Airflow older than 2.11.
-3. For each version (each in a fresh virtualenv from ``requirements/compat/airflow-<version>.lock``
-   plus the wheel, not editable, and a fresh ``AIRFLOW_HOME``): ``airflow providers get``, every
-   example DAG with ``airflow dags test`` against the Graph sandbox and, except for the main run's
-   version, the tests marked ``compat``, run from a copy of ``tests/`` so that the installed wheel is
-   what they import. 3.3.2, which the main run tests from the source tree, gets the wheel checks and
-   the create example DAG only.
+1. Builds the sdist and the wheel and checks them (``scripts/compat_wheel.py``): ``twine check``,
+   the licences, the sandbox's JSON schema and ``py.typed`` in the wheel, its metadata, and that an
+   installer refuses it beside an Airflow older than 2.11.
+2. For each version, in a fresh virtualenv from ``requirements/compat/airflow-<version>.lock`` plus
+   the wheel (not editable) and a fresh ``AIRFLOW_HOME``: ``airflow providers get``, the example
+   DAGs with ``airflow dags test`` against the Graph sandbox, with only the environment the
+   sandbox printed (``scripts/compat_dags.py``), and, except on the main run's version, the tests
+   marked ``compat``, run from a copy of ``tests/`` so that the installed wheel is what they import.
+   3.3.2, which the main run tests from the source tree, gets the create example DAG only.
 
 Prints one line per version and a total; exits 1 when anything failed. Logs go to ``--logs``.
 """
@@ -18,42 +18,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
-REPO = Path(__file__).resolve().parent.parent
-UV = REPO / ".venv" / "bin" / "uv"
+from compat_dags import plan, run_outcome, sandbox_exports
+from compat_wheel import COMMAND_TIMEOUT, REPO, UV, build, refused_beside_old_airflow, run
+
 VERSIONS = ("2.11.2", "3.0.6", "3.1.8", "3.2.2", "3.3.2")
 # The main run tests this one from the source tree: here only what the wheel adds.
 MAIN_RUN_VERSION = "3.3.2"
-WHEEL_ONLY_DAGS = ("example_whatsapp_create_phone_number",)
-# What the example DAGs read besides the sandbox's connection: the two-step PINs.
-PIN_ENVIRONMENT = {
-    "AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN": "482915",
-    "AIRFLOW_CONN_WHATSAPP_TWO_STEP_PIN": json.dumps({"conn_type": "generic", "password": "739164"}),
-}
-REQUIRED_IN_WHEEL = (
-    "airflow_provider_whatsapp/py.typed",
-    "airflow_provider_whatsapp/sandbox/phone_number_schemas.json",
-    "airflow_provider_whatsapp/sandbox/LICENSE.meta-openapi",
-    "licenses/LICENSE",
-    "licenses/airflow_provider_whatsapp/sandbox/LICENSE.meta-openapi",
-)
-COMMAND_TIMEOUT = 900
-SANDBOX_START_TIMEOUT = 60
+MAIN_RUN_DAGS = ("example_whatsapp_create_phone_number",)
+# `airflow dags test` of the bulk DAG runs it on that CSV already: the slowest test, twice.
+DESELECTED = ("tests/test_example_dags.py::test_bulk_onboarding_dag_reads_the_csv",)
 
 
 @dataclass
@@ -75,147 +59,15 @@ class VersionResult:
 
     def line(self) -> str:
         tests = (
-            "wheel checks only (tests: main run)"
+            "tests: the main run's"
             if self.version == MAIN_RUN_VERSION
             else f"{self.passed} passed, {self.failed} failed, {self.skipped} skipped"
         )
         status = "ok" if self.ok else "FAILED: " + "; ".join(self.problems or ["see the counts"])
         return (
-            f"compat Airflow {self.version}: {tests}; example DAGs {self.dags_ok} of {self.dags} ok; "
+            f"compat Airflow {self.version}: {tests}; example DAGs {self.dags_ok} of {self.dags} succeeded; "
             f"{self.seconds:.0f} s; {status}"
         )
-
-
-def run(command: Sequence[str | Path], log: Path, **kwargs: object) -> int:
-    """Run a command with its output appended to ``log``; return its exit status."""
-    with log.open("a") as out:
-        out.write(f"\n$ {' '.join(map(str, command))}\n")
-        out.flush()
-        try:
-            return subprocess.run(
-                [str(part) for part in command],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=COMMAND_TIMEOUT,
-                check=False,
-                **kwargs,  # type: ignore[arg-type]
-            ).returncode
-        except subprocess.TimeoutExpired:
-            out.write(f"timed out after {COMMAND_TIMEOUT} s\n")
-            return 124
-
-
-def build(dist: Path, log: Path) -> list[str]:
-    """Build the sdist and the wheel into ``dist``; return the problems found in them."""
-    if run([UV, "build", "--sdist", "--wheel", "--out-dir", dist, REPO], log) != 0:
-        return [f"the build failed (see {log})"]
-    problems = []
-    if (
-        run(
-            [
-                REPO / ".venv" / "bin" / "twine",
-                "check",
-                "--strict",
-                *sorted(dist.glob("*.whl")),
-                *sorted(dist.glob("*.tar.gz")),
-            ],
-            log,
-        )
-        != 0
-    ):
-        problems.append(f"twine check failed (see {log})")
-    [wheel] = dist.glob("*.whl")
-    [sdist] = dist.glob("*.tar.gz")
-    with zipfile.ZipFile(wheel) as archive:
-        names = archive.namelist()
-        [metadata_name] = [name for name in names if name.endswith(".dist-info/METADATA")]
-        metadata = archive.read(metadata_name).decode()
-    for required in REQUIRED_IN_WHEEL:
-        if not any(name == required or name.endswith(".dist-info/" + required) for name in names):
-            problems.append(f"{required} is not in {wheel.name}")
-    problems += metadata_problems(metadata)
-    if run(["tar", "-tzf", sdist], log) != 0 or "/LICENSE\n" not in log.read_text():
-        problems.append(f"LICENSE is not in {sdist.name}")
-    return problems
-
-
-def metadata_problems(metadata: str) -> list[str]:
-    """What the wheel's METADATA lacks of what the package index and its users read."""
-    from trove_classifiers import classifiers as known_classifiers
-
-    fields: dict[str, list[str]] = {}
-    for line in metadata.split("\n\n", 1)[0].splitlines():
-        name, _, value = line.partition(": ")
-        fields.setdefault(name, []).append(value)
-    problems = []
-    if fields.get("License-Expression") != ["Apache-2.0 AND MIT"]:
-        problems.append(f"License-Expression is {fields.get('License-Expression')}")
-    urls = {value.split(", ", 1)[0] for value in fields.get("Project-URL", [])}
-    problems += [f"no {label} URL" for label in ("Documentation", "Changelog", "Source", "Issues") if label not in urls]
-    classifiers = fields.get("Classifier", [])
-    problems += [f"unknown classifier {value!r}" for value in classifiers if value not in known_classifiers]
-    for wanted in (
-        "Typing :: Typed",
-        "Framework :: Apache Airflow :: Provider",
-        "Programming Language :: Python :: 3.11",
-    ):
-        if wanted not in classifiers:
-            problems.append(f"no classifier {wanted!r}")
-    if not any(value.startswith("Development Status :: ") for value in classifiers):
-        problems.append("no Development Status classifier")
-    if "apache-airflow<4,>=2.11.0" not in fields.get("Requires-Dist", []):
-        problems.append(f"Airflow range is not >=2.11.0,<4: {fields.get('Requires-Dist')}")
-    return problems
-
-
-def refused_on_old_airflow(wheel: Path, work: Path, log: Path) -> list[str]:
-    """The installer must refuse the wheel beside Airflow 2.10, naming the Airflow range."""
-    requirements = work / "old-airflow.in"
-    requirements.write_text(f"apache-airflow==2.10.5\nairflow-provider-whatsapp @ {wheel.as_uri()}\n")
-    before = log.stat().st_size if log.exists() else 0
-    status = run([UV, "pip", "compile", "--quiet", "--python-version", "3.11", requirements], log)
-    answer = log.read_text()[before:]
-    if status == 0 or "apache-airflow>=2.11.0" not in answer:
-        return [f"the wheel was not refused beside Airflow 2.10.5 (see {log})"]
-    return []
-
-
-@contextmanager
-def graph_sandbox(python: Path, log: Path) -> Iterator[dict[str, str]]:
-    """A Graph sandbox on a free port; yields the environment its start-up lines say to export."""
-    with log.open("a") as out:
-        process = subprocess.Popen(
-            [python, "-u", "-m", "airflow_provider_whatsapp.sandbox", "--port", "0", "--connect-delay", "1"],
-            stdout=subprocess.PIPE,
-            stderr=out,
-            text=True,
-        )
-    lines: queue.Queue[str] = queue.Queue()
-    # Read by a thread, so that waiting for a line is bounded by a timeout.
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True).start()
-    try:
-        environment: dict[str, str] = {}
-        deadline = time.monotonic() + SANDBOX_START_TIMEOUT
-        while True:
-            # Until the connection is printed, then as long as more start-up lines follow at once.
-            wait = 1.0 if "AIRFLOW_CONN_WHATSAPP_DEFAULT" in environment else deadline - time.monotonic()
-            try:
-                line = lines.get(timeout=max(wait, 0.0))
-            except queue.Empty:
-                break
-            match = re.match(r"export (\w+)='(.*)'$", line.strip())
-            if match:
-                environment[match[1]] = match[2]
-        if "AIRFLOW_CONN_WHATSAPP_DEFAULT" not in environment:
-            raise RuntimeError(f"the Graph sandbox printed no connection to export (see {log})")
-        yield environment
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
 
 
 def pytest_counts(junit: Path) -> tuple[int, int, int]:
@@ -230,13 +82,13 @@ def pytest_counts(junit: Path) -> tuple[int, int, int]:
     return total - failed - skipped, failed, skipped
 
 
-def check_version(version: str, wheel: Path, work: Path, logs: Path) -> VersionResult:
+def check_version(version: str, wheel: Path, dag_ids: list[str], work: Path, logs: Path) -> VersionResult:
     """Install the wheel on one Airflow and run what it needs; never raises."""
     result = VersionResult(version)
     started = time.monotonic()
     log = logs / f"airflow-{version}.log"
     try:
-        _check_version(result, wheel, work / version, log, logs)
+        _check_version(result, wheel, dag_ids, work / version, logs)
     except Exception as error:  # reported in the version's line, never lost
         result.problems.append(f"{type(error).__name__}: {error} (see {log})")
     finally:
@@ -246,13 +98,13 @@ def check_version(version: str, wheel: Path, work: Path, logs: Path) -> VersionR
     return result
 
 
-def _check_version(result: VersionResult, wheel: Path, work: Path, log: Path, logs: Path) -> None:
+def _check_version(result: VersionResult, wheel: Path, dag_ids: list[str], work: Path, logs: Path) -> None:
     version = result.version
-    venv, home, tests_copy = work / "venv", work / "airflow-home", work / "tests-copy"
-    for directory in (home, tests_copy):
-        directory.mkdir(parents=True)
-    lock = REPO / "requirements" / "compat" / f"airflow-{version}.lock"
+    log = logs / f"airflow-{version}.log"
+    venv, home = work / "venv", work / "airflow-home"
+    home.mkdir(parents=True)
     python = venv / "bin" / "python"
+    lock = REPO / "requirements" / "compat" / f"airflow-{version}.lock"
     for step in (
         [UV, "venv", "--quiet", "--python", sys.executable, venv],
         [UV, "pip", "sync", "--quiet", "--python", python, lock],
@@ -262,50 +114,58 @@ def _check_version(result: VersionResult, wheel: Path, work: Path, log: Path, lo
         if run(step, log) != 0:
             result.problems.append(f"installing failed at `{' '.join(map(str, step[:3]))}` (see {log})")
             return
+    database = home / "airflow.db"
     environment = {
         **{name: value for name, value in os.environ.items() if not name.startswith(("AIRFLOW", "VIRTUAL_ENV"))},
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{database}",
         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     airflow = venv / "bin" / "airflow"
     if run([airflow, "db", "migrate"], log, env=environment) != 0:
         result.problems.append(f"airflow db migrate failed (see {log})")
         return
-    providers = work / "providers.json"
-    with providers.open("w") as out:
+    result.problems += provider_listed(airflow, environment, work / "providers.json")
+    if version == MAIN_RUN_VERSION:
+        dag_ids = list(MAIN_RUN_DAGS)
+    result.dags = len(dag_ids)
+    with sandbox_exports(python, log) as exports:
+        for dag_id in dag_ids:
+            dag_log = logs / f"airflow-{version}-{dag_id}.log"
+            status = run([airflow, "dags", "test", dag_id], dag_log, env={**environment, **exports})
+            problem = f"exited {status}" if status != 0 else run_outcome(database, dag_id)
+            if problem is None:
+                result.dags_ok += 1
+            else:
+                result.problems.append(f"`airflow dags test {dag_id}` {problem} (see {dag_log})")
+    if version != MAIN_RUN_VERSION:
+        run_compat_tests(result, python, environment, work, logs)
+
+
+def provider_listed(airflow: Path, environment: dict[str, str], output: Path) -> list[str]:
+    """``airflow providers get airflow-provider-whatsapp`` must list the installed wheel."""
+    with output.open("w") as out:
         status = subprocess.run(
-            [airflow, "providers", "get", "airflow-provider-whatsapp", "-o", "json"],
+            [str(airflow), "providers", "get", "airflow-provider-whatsapp", "-o", "json"],
             stdout=out,
             stderr=subprocess.DEVNULL,
             env=environment,
             timeout=COMMAND_TIMEOUT,
             check=False,
         ).returncode
-    listed = [line for line in providers.read_text().splitlines() if line.startswith("[{")]
+    # Some versions print log lines (which also start with "[") before the JSON.
+    listed = [line for line in output.read_text().splitlines() if line.startswith("[{")]
     if status != 0 or not listed or json.loads(listed[0])[0].get("Provider") != "airflow-provider-whatsapp":
-        result.problems.append(f"`airflow providers get airflow-provider-whatsapp` failed (see {providers})")
-    dag_ids = sorted(path.stem for path in (REPO / "dags").glob("example_*.py"))
-    if version == MAIN_RUN_VERSION:
-        dag_ids = list(WHEEL_ONLY_DAGS)
-    result.dags = len(dag_ids)
-    with graph_sandbox(python, log) as sandbox_environment:
-        dag_environment = {**environment, **PIN_ENVIRONMENT, **sandbox_environment}
-        for dag_id in dag_ids:
-            if (
-                run([airflow, "dags", "test", dag_id], logs / f"airflow-{version}-{dag_id}.log", env=dag_environment)
-                == 0
-            ):
-                result.dags_ok += 1
-            else:
-                result.problems.append(
-                    f"`airflow dags test {dag_id}` failed (see {logs}/airflow-{version}-{dag_id}.log)"
-                )
-    if version == MAIN_RUN_VERSION:
-        return
-    # A copy without the package source, so that the tests import the installed wheel.
+        return [f"`airflow providers get airflow-provider-whatsapp` failed (see {output})"]
+    return []
+
+
+def run_compat_tests(result: VersionResult, python: Path, environment: dict[str, str], work: Path, logs: Path) -> None:
+    """The tests marked ``compat``, from a copy without the package source, so that they import the wheel."""
+    tests_copy = work / "tests-copy"
+    tests_copy.mkdir()
     for part in ("tests", "dags", "docs", "pyproject.toml"):
         source = REPO / part
         if source.is_dir():
@@ -313,22 +173,25 @@ def _check_version(result: VersionResult, wheel: Path, work: Path, log: Path, lo
         else:
             shutil.copy(source, tests_copy / part)
     junit = work / "junit.xml"
-    test_environment = {**environment, "WHATSAPP_PROVIDER_TEST_HOME": str(work / "test-home")}
     (work / "test-home").mkdir()
+    deselect = [argument for test in DESELECTED for argument in ("--deselect", test)]
+    # Only the modules with compat tests are collected: the others may import what is not installed
+    # here (the browser tests' Playwright, the benchmarks).
+    modules = sorted(
+        str(path.relative_to(tests_copy))
+        for path in (tests_copy / "tests").rglob("test_*.py")
+        if "pytest.mark.compat" in path.read_text()
+    )
+    pytest_log = logs / f"airflow-{result.version}-pytest.log"
     run(
-        [
-            *(python, "-m", "pytest", "-m", "compat", "-q", "-p", "no:randomly", "--durations=20"),
-            # `airflow dags test` above runs that DAG on that CSV already: the slowest test, twice.
-            *("--deselect", "tests/test_example_dags.py::test_bulk_onboarding_dag_reads_the_csv"),
-            f"--junitxml={junit}",
-        ],
-        logs / f"airflow-{version}-pytest.log",
-        env=test_environment,
+        [python, "-m", "pytest", "-m", "compat", "-q", "-p", "no:randomly", *deselect, f"--junitxml={junit}", *modules],
+        pytest_log,
+        env={**environment, "WHATSAPP_PROVIDER_TEST_HOME": str(work / "test-home")},
         cwd=tests_copy,
     )
     result.passed, result.failed, result.skipped = pytest_counts(junit)
     if result.passed == 0:
-        result.problems.append(f"no test passed (see {logs}/airflow-{version}-pytest.log)")
+        result.problems.append(f"no test passed (see {pytest_log})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -347,24 +210,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"compat: logs in {logs}", flush=True)
     dist = work / "dist"
     problems = build(dist, logs / "build.log")
-    [wheel] = dist.glob("*.whl") if dist.exists() and list(dist.glob("*.whl")) else [None]
-    if wheel is None:
+    wheels = sorted(dist.glob("*.whl"))
+    if len(wheels) != 1:
         print(f"compat: FAILED: {'; '.join(problems)}")
         return 1
-    problems += refused_on_old_airflow(wheel, work, logs / "build.log")
-    print(f"compat build: {wheel.name}: " + ("ok" if not problems else "FAILED: " + "; ".join(problems)), flush=True)
+    problems += refused_beside_old_airflow(wheels[0], work, logs / "build.log")
+    print(
+        f"compat build: {wheels[0].name}: " + ("ok" if not problems else "FAILED: " + "; ".join(problems)), flush=True
+    )
+    dag_ids, left_out = plan(REPO / "dags")
+    print(f"compat example DAGs: {', '.join(dag_ids)}", flush=True)
+    for dag_id, reason in left_out.items():
+        print(f"compat example DAGs: {dag_id} left out: {reason}", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(check_version, version, wheel, work, logs) for version in args.versions]
+        futures = [pool.submit(check_version, version, wheels[0], dag_ids, work, logs) for version in args.versions]
         results = []
         for future in futures:
             results.append(future.result())
             print(results[-1].line(), flush=True)
-    passed = sum(result.passed for result in results)
-    failed = sum(result.failed for result in results)
-    skipped = sum(result.skipped for result in results)
+    passed, failed, skipped = (sum(getattr(r, name) for r in results) for name in ("passed", "failed", "skipped"))
     dags_ok, dags = sum(r.dags_ok for r in results), sum(r.dags for r in results)
     ok = not problems and all(result.ok for result in results)
-    print(f"compat total: example DAGs {dags_ok} of {dags} ok; {time.monotonic() - started:.0f} s")
+    print(f"compat total: example DAGs {dags_ok} of {dags} succeeded; {time.monotonic() - started:.0f} s")
     print(f"compat: {passed} passed, {failed} failed, {skipped} skipped")
     if ok and args.logs is None:
         shutil.rmtree(work, ignore_errors=True)
