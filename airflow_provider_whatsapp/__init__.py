@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import re
 from importlib import metadata
-
-from packaging.version import Version
 
 __all__ = ["MAXIMUM_AIRFLOW_VERSION", "MINIMUM_AIRFLOW_VERSION", "__version__"]
 
@@ -26,11 +25,19 @@ def _installed_airflow_version() -> str | None:
     return None
 
 
+def _release(version: str) -> tuple[int, int, int]:
+    # The release part, pre-release and local parts dropped ("3.1.0rc1" -> (3, 1, 0)); parsed with
+    # the standard library, which is all the sandbox in this package may need.
+    match = re.match(r"\d+(?:\.\d+)*", version)
+    parts = [int(part) for part in match.group().split(".")] if match else []
+    major, minor, micro = (*parts, 0, 0, 0)[:3]
+    return major, minor, micro
+
+
 def _check_airflow_version(installed: str | None) -> None:
     if installed is None:
         return
-    base = Version(Version(installed).base_version)
-    if not Version(MINIMUM_AIRFLOW_VERSION) <= base < Version(MAXIMUM_AIRFLOW_VERSION):
+    if not _release(MINIMUM_AIRFLOW_VERSION) <= _release(installed) < _release(MAXIMUM_AIRFLOW_VERSION):
         raise RuntimeError(
             f"The package `airflow-provider-whatsapp:{__version__}` supports Apache Airflow "
             f">={MINIMUM_AIRFLOW_VERSION},<{MAXIMUM_AIRFLOW_VERSION} (2.11.x and 3.x); "
