@@ -36,6 +36,9 @@ VERSIONS = ("2.11.2", "3.0.6", "3.1.8", "3.2.2", "3.3.2")
 # The main run tests this one from the source tree: here only what the wheel adds.
 MAIN_RUN_VERSION = "3.3.2"
 MAIN_RUN_DAGS = ("example_whatsapp_create_phone_number",)
+# Bounds the compat tests of one version as a whole (each test has its own timeout, pyproject.toml):
+# a machine shared with other runs takes several times as long as an idle one.
+TESTS_TIMEOUT = 3600
 # `airflow dags test` of the bulk DAG runs it on that CSV already: the slowest test, twice.
 DESELECTED = ("tests/test_example_dags.py::test_bulk_onboarding_dag_reads_the_csv",)
 
@@ -183,14 +186,18 @@ def run_compat_tests(result: VersionResult, python: Path, environment: dict[str,
         if "pytest.mark.compat" in path.read_text()
     )
     pytest_log = logs / f"airflow-{result.version}-pytest.log"
-    run(
-        [python, "-m", "pytest", "-m", "compat", "-q", "-p", "no:randomly", *deselect, f"--junitxml={junit}", *modules],
+    options = ["-m", "compat", "-q", "-p", "no:randomly", "--durations=10", f"--junitxml={junit}"]
+    status = run(
+        [python, "-m", "pytest", *options, *deselect, *modules],
         pytest_log,
+        timeout=TESTS_TIMEOUT,
         env={**environment, "WHATSAPP_PROVIDER_TEST_HOME": str(work / "test-home")},
         cwd=tests_copy,
     )
     result.passed, result.failed, result.skipped = pytest_counts(junit)
-    if result.passed == 0:
+    if status == 124:
+        result.problems.append(f"the tests timed out after {TESTS_TIMEOUT} s (see {pytest_log})")
+    elif result.passed == 0:
         result.problems.append(f"no test passed (see {pytest_log})")
 
 

@@ -39,8 +39,8 @@ REQUIRED_CLASSIFIERS = (
 PROJECT_URL_LABELS = ("Documentation", "Changelog", "Source", "Issues")
 
 
-def run(command: Sequence[str | Path], log: Path, **kwargs: object) -> int:
-    """Run a command with its output appended to ``log``; return its exit status."""
+def run(command: Sequence[str | Path], log: Path, timeout: float = COMMAND_TIMEOUT, **kwargs: object) -> int:
+    """Run a command with its output appended to ``log``, for at most ``timeout`` seconds; return its exit status."""
     with log.open("a") as out:
         out.write(f"\n$ {' '.join(map(str, command))}\n")
         out.flush()
@@ -49,12 +49,12 @@ def run(command: Sequence[str | Path], log: Path, **kwargs: object) -> int:
                 [str(part) for part in command],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                timeout=COMMAND_TIMEOUT,
+                timeout=timeout,
                 check=False,
                 **kwargs,  # type: ignore[arg-type]
             ).returncode
         except subprocess.TimeoutExpired:
-            out.write(f"timed out after {COMMAND_TIMEOUT} s\n")
+            out.write(f"timed out after {timeout:.0f} s\n")
             return 124
 
 
