@@ -20,9 +20,6 @@ from airflow_provider_whatsapp.sandbox import Fault
 from tests.policies import FAST_POLICY, fast_policy_extras
 from tests.reliability.duplicates import duplicates
 
-# Exercises the provider through Airflow: run on every supported version (scripts/compat).
-pytestmark = pytest.mark.compat
-
 BULK = "example_whatsapp_bulk_onboarding"
 ONBOARDING = "example_whatsapp_onboarding"
 PIN = "604172"
