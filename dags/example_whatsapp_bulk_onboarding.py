@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, task, task_group
+from airflow.providers.common.compat.sdk import DAG, Param, task, task_group
 
 from airflow_provider_whatsapp.onboarding import CREATE, REGISTER, REQUEST_CODE, STEPS
 from airflow_provider_whatsapp.onboarding_tasks import (

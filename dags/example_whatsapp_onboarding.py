@@ -10,9 +10,10 @@ only waited for). Every task retries (``default_args``): a retried create adopts
 killed try made, a retried register does not register twice.
 
 In production the code arrives by SMS: set ``unattended`` to false and a person types it into the
-``enter_code`` form (Airflow's Human-in-the-loop). Against the Graph sandbox the DAG runs
-unattended and reads the code the sandbox sent. The two-step PIN comes from the Airflow Variable
-``whatsapp_two_step_pin``, never from the DAG file.
+``enter_code`` form (Airflow's Human-in-the-loop, Airflow 3.1 and later; on older Airflow the
+form is skipped with a note and the DAG runs unattended only). Against the Graph sandbox the DAG
+runs unattended and reads the code the sandbox sent. The two-step PIN comes from the Airflow
+Variable ``whatsapp_two_step_pin``, never from the DAG file.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import HITLEntryOperator
-from airflow.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, AirflowFailException, AirflowSkipException, Param, task
 
 from airflow_provider_whatsapp.operators.phone_numbers import (
     CreatePhoneNumberOperator,
@@ -31,6 +31,16 @@ from airflow_provider_whatsapp.operators.phone_numbers import (
 )
 from airflow_provider_whatsapp.sandbox.client import read_verification_code
 from airflow_provider_whatsapp.sensors.phone_numbers import PhoneNumberStatusSensor
+from airflow_provider_whatsapp.version_compat import AIRFLOW_V_3_1_PLUS
+
+if AIRFLOW_V_3_1_PLUS:
+    from airflow.providers.standard.operators.hitl import HITLEntryOperator
+
+HITL_NOTE = (
+    "Typing the verification code in (Human-in-the-loop) needs Airflow 3.1 or later: on this Airflow "
+    "run with unattended=true against the sandbox, or onboard pre-verified numbers "
+    "(example_whatsapp_preverified)."
+)
 
 # The code is rendered straight into the verify task, where it is masked: it never passes
 # through XCom of ours (the Human-in-the-loop form keeps what the person typed).
@@ -73,8 +83,6 @@ with DAG(
     @task.branch
     def resume_point(node: dict[str, Any]) -> list[str]:
         """The steps still to run for the number, from what Graph holds of it."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         from airflow_provider_whatsapp.onboarding import ONBOARDED, REGISTER, REQUEST_CODE, progress_of
 
         progress = progress_of(node)
@@ -99,28 +107,40 @@ with DAG(
 
     @task.branch
     def code_source(params: dict[str, Any]) -> str:
-        return "verify_code" if params["unattended"] else "enter_code"
+        if params["unattended"]:
+            return "verify_code"
+        if not AIRFLOW_V_3_1_PLUS:
+            raise AirflowFailException(f"unattended=false: {HITL_NOTE}")
+        return "enter_code"
 
-    # [START howto_operator_hitl_code]
-    enter_code = HITLEntryOperator(
-        task_id="enter_code",
-        subject="WhatsApp verification code",
-        body="Enter the 6-digit code that was sent to the new number.",
-        # No code yet when the task starts, so null must be valid: Airflow checks every param then.
-        params={
-            "code": Param(
-                None,
-                type=["null", "string"],
-                pattern="^[0-9]{6}$",
-                title="Verification code",
-                description="6 digits, as received by SMS or voice call",
-            )
-        },
-        response_timeout=timedelta(minutes=10),
-        # A code lives about ten minutes: a new run requests a fresh one, a retry would not.
-        retries=0,
-    )
-    # [END howto_operator_hitl_code]
+    if AIRFLOW_V_3_1_PLUS:
+        # [START howto_operator_hitl_code]
+        enter_code = HITLEntryOperator(
+            task_id="enter_code",
+            subject="WhatsApp verification code",
+            body="Enter the 6-digit code that was sent to the new number.",
+            # No code yet when the task starts, so null must be valid: Airflow checks every param then.
+            params={
+                "code": Param(
+                    None,
+                    type=["null", "string"],
+                    pattern="^[0-9]{6}$",
+                    title="Verification code",
+                    description="6 digits, as received by SMS or voice call",
+                )
+            },
+            response_timeout=timedelta(minutes=10),
+            # A code lives about ten minutes: a new run requests a fresh one, a retry would not.
+            retries=0,
+        )
+        # [END howto_operator_hitl_code]
+    else:
+        # Same shape of DAG on every Airflow: the form's place is kept, and says why it is empty.
+        @task(task_id="enter_code", doc_md=HITL_NOTE, retries=0)
+        def enter_code_needs_airflow_3_1() -> None:
+            raise AirflowSkipException(HITL_NOTE)
+
+        enter_code = enter_code_needs_airflow_3_1()
 
     # [START howto_operator_verify_code]
     verify_code = VerifyCodeOperator(

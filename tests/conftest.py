@@ -43,20 +43,6 @@ class SleepRecorder:
         time.sleep(min(seconds, 0.005))
 
 
-# Airflow's public API adds masks (``airflow.sdk.log.mask_secret``) but has none to forget them;
-# its supervisor resets each task process's masker through this private function, in the SDK's
-# module and in the core's. tests/test_secrets_masker_reset.py fails loudly if either moves.
-SECRETS_MASKER_MODULES = ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker")
-
-
-def reset_secrets_maskers() -> None:
-    """Forget every masked secret, as a new task process starts."""
-    for module_name in SECRETS_MASKER_MODULES:
-        module = sys.modules.get(module_name)
-        if module is not None:  # not imported yet: nothing has been masked
-            module.reset_secrets_masker()
-
-
 @pytest.fixture(autouse=True)
 def fresh_usage_store() -> None:
     """Start every test with no rate-limit usage known, as a new task or triggerer process does."""
@@ -72,7 +58,9 @@ def fresh_secrets_masker() -> None:
     The masker is process-wide and joins its patterns in set order: a 5-digit PIN masked by one
     test would otherwise mask the first five digits of another test's 6-digit code (``***6``).
     """
-    reset_secrets_maskers()
+    from tests.airflow_versions import reset_secrets_masker
+
+    reset_secrets_masker()
 
 
 def pytest_report_header() -> str:
@@ -131,8 +119,9 @@ class DagRunResult:
     def __init__(self, dag_id: str, run_id: str, state: str) -> None:
         from airflow import settings
         from airflow.models.taskinstance import TaskInstance
-        from airflow.models.xcom import XComModel
         from sqlalchemy import select
+
+        from tests.airflow_versions import xcom_values
 
         self.dag_id = dag_id
         self.run_id = run_id
@@ -143,9 +132,7 @@ class DagRunResult:
             ).all()
             self.task_states = {(ti.task_id, ti.map_index): str(ti.state) for ti in tis}
             self.try_numbers = {(ti.task_id, ti.map_index): ti.try_number for ti in tis}
-            rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id)).all()
-            # Values pushed through the Task Execution API are stored as JSON and come back as is.
-            self.xcoms = {(x.task_id, x.key, x.map_index): x.value for x in rows}
+            self.xcoms = xcom_values(session, dag_id, run_id)
 
     def task_state(self, task_id: str, map_index: int = -1) -> str:
         return self.task_states[(task_id, map_index)]
@@ -160,9 +147,9 @@ def run_dag(airflow_db: str) -> Callable[..., DagRunResult]:
 
     def run(dag_id: str, conf: dict[str, Any] | None = None, task_args: dict[str, Any] | None = None) -> DagRunResult:
         """``task_args`` override attributes of every task for this run, e.g. ``{"retries": 0}``."""
-        from airflow.dag_processing.dagbag import DagBag
+        from tests.airflow_versions import dag_bag
 
-        bag = DagBag(dag_folder=str(REPO / "dags"))
+        bag = dag_bag(str(REPO / "dags"))
         assert not bag.import_errors, bag.import_errors
         dag = bag.get_dag(dag_id)
         assert dag is not None, f"{dag_id} not found in dags/"
@@ -177,17 +164,11 @@ def run_dag(airflow_db: str) -> Callable[..., DagRunResult]:
 
 @pytest.fixture
 def run_inline_dag(airflow_db: str) -> Callable[..., Any]:
-    """``dag.test()`` for a DAG built inside a test: it is written to the database first,
-    since Airflow 3.3 only runs serialized DAGs."""
+    """``dag.test()`` for a DAG built inside a test (from Airflow 3.1, written to the database first)."""
 
     def run(dag: Any, conf: dict[str, Any] | None = None) -> Any:
-        from airflow.dag_processing.bundles.manager import DagBundlesManager
-        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+        from tests.airflow_versions import run_unserialized_dag
 
-        DagBundlesManager().sync_bundles_to_db()
-        bag = DagBag(dag_folder=os.devnull)
-        bag.bag_dag(dag)
-        sync_bag_to_db(bag, "dags-folder", None)
-        return dag.test(run_conf=conf)
+        return run_unserialized_dag(dag, conf)
 
     return run

@@ -13,6 +13,9 @@ from airflow_provider_whatsapp.operators.phone_numbers import CreatePhoneNumberO
 from airflow_provider_whatsapp.sandbox import Fault
 from tests.bad_input_cases import CASES, BadInput, as_params
 
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
+
 DAG_ID = "example_whatsapp_create_phone_number"
 
 
@@ -47,7 +50,7 @@ def test_existing_number_is_adopted(run_dag: Any, whatsapp_connection: Any) -> N
 
 
 def test_if_exists_fail_refuses(whatsapp_connection: Any, run_inline_dag: Any) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG("test_if_exists_fail", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
         first = CreatePhoneNumberOperator(task_id="first", cc="1", phone_number="5550100012", verified_name="Acme")
@@ -61,7 +64,7 @@ def test_if_exists_fail_refuses(whatsapp_connection: Any, run_inline_dag: Any) -
 
 
 def test_dropped_create_does_not_duplicate(whatsapp_connection: Any, run_inline_dag: Any) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     whatsapp_connection.inject(Fault.drop(after_apply=True), method="POST", path=r"/phone_numbers$")
     with DAG("test_dropped_create", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
@@ -74,7 +77,7 @@ def test_dropped_create_does_not_duplicate(whatsapp_connection: Any, run_inline_
 
 def test_task_retry_after_crash_adopts_instead_of_creating(whatsapp_connection: Any, run_inline_dag: Any) -> None:
     """A try that created the number and then died: the retry finds it first and posts nothing."""
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG("test_retry_after_crash", schedule=None, start_date=datetime(2026, 1, 1)):
         operator = CreatePhoneNumberOperator(
@@ -103,7 +106,7 @@ class FakeTaskInstance:
 
 def _run_create(run_inline_dag: Any, dag_id: str, arguments: dict[str, Any], **dag_kwargs: Any) -> Any:
     """One DAG run of the operator alone, allowed a retry (bad input must not use it)."""
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     from tests.conftest import DagRunResult
 

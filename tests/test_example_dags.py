@@ -3,31 +3,75 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from airflow_provider_whatsapp.hooks.whatsapp_async import TRIGGER_USER_AGENT
 
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
+
 PIN = "482915"
 PREVERIFIED_PIN = "739164"
 
 
-@pytest.fixture
-def sandbox(whatsapp_sandbox_factory: Any, monkeypatch: Any) -> Iterator[Any]:
-    """A sandbox whose numbers connect 1.5 s after register, so the status sensor must defer."""
-    sandbox = whatsapp_sandbox_factory(connect_delay=1.5)
+def _sandbox(whatsapp_sandbox_factory: Any, monkeypatch: Any, connect_delay: float) -> Any:
+    """A sandbox whose numbers connect ``connect_delay`` s after register, exported as the example DAGs read it."""
+    sandbox = whatsapp_sandbox_factory(connect_delay=connect_delay)
     monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_DEFAULT", sandbox.airflow_conn_json())
     monkeypatch.setenv("AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN", PIN)
     monkeypatch.setenv(
         "AIRFLOW_CONN_WHATSAPP_TWO_STEP_PIN", json.dumps({"conn_type": "generic", "password": PREVERIFIED_PIN})
     )
-    yield sandbox
+    return sandbox
 
 
-def test_onboarding_dag(run_dag: Any, sandbox: Any) -> None:
-    result = run_dag("example_whatsapp_onboarding", {"cc": "1", "phone_number": "5550100021"})
+@pytest.fixture
+def sandbox(whatsapp_sandbox_factory: Any, monkeypatch: Any) -> Any:
+    """A sandbox whose numbers connect 1.5 s after register, so the status sensor must defer."""
+    return _sandbox(whatsapp_sandbox_factory, monkeypatch, connect_delay=1.5)
+
+
+@pytest.fixture
+def pending_sandbox(whatsapp_sandbox_factory: Any, monkeypatch: Any) -> Any:
+    """A sandbox whose registered numbers stay PENDING until the test connects them."""
+    return _sandbox(whatsapp_sandbox_factory, monkeypatch, connect_delay=3600.0)
+
+
+@contextmanager
+def connected_once_the_trigger_reads(sandbox: Any) -> Iterator[None]:
+    """Connect the registered numbers of ``sandbox`` (a ``pending_sandbox``) once the deferred
+    sensor's trigger has read one.
+
+    However slow the machine, the sensor's first poke finds the number PENDING and must defer: no
+    race between a connect delay and the time the DAG takes to reach the sensor.
+    """
+    stop = threading.Event()
+
+    def connect_after_trigger_read() -> None:
+        while not stop.wait(0.05):
+            if any(r.headers.get("User-Agent") == TRIGGER_USER_AGENT for r in sandbox.requests):
+                for number in sandbox.numbers():
+                    sandbox.set_fields(number["id"], status="CONNECTED")
+                return
+
+    watcher = threading.Thread(target=connect_after_trigger_read, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+
+
+def test_onboarding_dag(run_dag: Any, pending_sandbox: Any) -> None:
+    sandbox = pending_sandbox
+    with connected_once_the_trigger_reads(sandbox):
+        result = run_dag("example_whatsapp_onboarding", {"cc": "1", "phone_number": "5550100021"})
     assert result.state == "success", result.task_states
     new_id = result.xcom("create_phone_number")
     for task_id in ("request_code", "verify_code", "register"):

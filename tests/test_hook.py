@@ -23,6 +23,9 @@ from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 from airflow_provider_whatsapp.sandbox import Fault
 from tests.policies import FAST_POLICY
 
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
+
 CREATE_PATH = r"/phone_numbers$"
 
 
@@ -429,6 +432,6 @@ class TestSecrets:
         # The proof has to travel in the query string, where urllib3's DEBUG lines show it; it is
         # registered with Airflow's masker, which is what task logs pass through.
         assert proof not in "\n".join([*errors, repr(hook), repr(hook.settings)])
-        from airflow.sdk._shared.secrets_masker import redact
+        from airflow.providers.common.compat.sdk import redact
 
         assert proof not in str(redact(caplog.text))

@@ -14,6 +14,9 @@ from tests.bad_input_cases import HOOK_METHODS, BadInput, as_params, hook_cases
 from tests.policies import FAST_POLICY
 from tests.secret_search import Haystack, leaked, search_each
 
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
+
 PIN = "592703"
 # Two wrong codes: whichever differs from the code the sandbox drew.
 WRONG_CODES = ("418637", "930582")

@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
+from tests.airflow_versions import task_output
 from tests.secret_search import Haystack, leaked, search_each
+
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
 
 PIN = "918273"
 CODE = "722453"
@@ -40,7 +44,7 @@ def sandbox(whatsapp_sandbox_factory: Any, monkeypatch: Any) -> Any:
 def test_literal_pin_and_code_are_masked_everywhere(
     sandbox: Any, run_inline_dag: Any, caplog: Any, capsys: Any, airflow_db: str
 ) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     from airflow_provider_whatsapp.operators.phone_numbers import (
         CreatePhoneNumberOperator,
@@ -78,7 +82,7 @@ def test_literal_pin_and_code_are_masked_everywhere(
     captured = capsys.readouterr()
     haystack = Haystack()
     haystack.add("captured logs (DEBUG)", caplog.text)
-    haystack.add("task output", captured.out + captured.err)
+    haystack.add("task output", task_output(captured.out + captured.err))
     haystack.add("rendered template fields", rendered)
     haystack.add("xcom", repr(result.xcoms))
     secrets = {"PIN": PIN, "verification code": CODE, "token": sandbox.token}
@@ -86,7 +90,7 @@ def test_literal_pin_and_code_are_masked_everywhere(
 
 
 def test_pin_from_variable_is_masked(sandbox: Any, run_inline_dag: Any, monkeypatch: Any, capsys: Any) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     from airflow_provider_whatsapp.operators.phone_numbers import (
         CreatePhoneNumberOperator,
@@ -106,13 +110,13 @@ def test_pin_from_variable_is_masked(sandbox: Any, run_inline_dag: Any, monkeypa
     assert sandbox.requests_to(method="POST", path=r"^/\d+$")[-1].body["pin"] == PIN
     captured = capsys.readouterr()
     haystack = Haystack()
-    haystack.add("task output", captured.out + captured.err)
+    haystack.add("task output", task_output(captured.out + captured.err))
     haystack.add("rendered template fields", _rendered_fields(dag.dag_id, dag_run.run_id))
     assert leaked(search_each(haystack, {"PIN": PIN})) == {}
 
 
 def test_wrong_code_error_does_not_echo_the_code(sandbox: Any, run_inline_dag: Any, capsys: Any) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     from airflow_provider_whatsapp.operators.phone_numbers import (
         CreatePhoneNumberOperator,
@@ -135,7 +139,7 @@ def test_wrong_code_error_does_not_echo_the_code(sandbox: Any, run_inline_dag: A
     assert error["code"] == 100
     captured = capsys.readouterr()
     haystack = Haystack()
-    haystack.add("task output", captured.out + captured.err)
+    haystack.add("task output", task_output(captured.out + captured.err))
     haystack.add("xcom", repr(result.xcoms))
     assert leaked(search_each(haystack, {"wrong code": WRONG_CODE})) == {}
     # Said plainly for the person who typed it, with what to do next.

@@ -6,16 +6,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from airflow_provider_whatsapp.sandbox import GraphSandbox
+
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE_NAME_RE = re.compile(r"\b(conn|var\.value|var\.json)\.([A-Za-z0-9_]+)")
 
 
 def test_the_exports_name_every_connection_and_variable_of_the_example_dags() -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.airflow_versions import dag_bag
 
-    bag = DagBag(dag_folder=str(REPO / "dags"))
+    bag = dag_bag(str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
     assert len(bag.dags) == 7
     needed: set[str] = set()

@@ -1,4 +1,4 @@
-"""The private path ``tests/conftest.py`` resets Airflow's secrets masker through: it must still be
+"""The private path ``tests/airflow_versions.py`` resets Airflow's secrets masker through: it must still be
 the one Airflow masks with and resets for every task process, or every later test inherits the
 masks of earlier ones."""
 
@@ -9,7 +9,7 @@ import inspect
 
 import pytest
 
-from tests.conftest import SECRETS_MASKER_MODULES, reset_secrets_maskers
+from tests.airflow_versions import SECRETS_MASKER_MODULES, reset_secrets_masker
 
 SECRET = "masker-reset-probe-7Qx4"
 
@@ -32,7 +32,7 @@ def test_a_secret_masked_through_the_public_api_is_forgotten_by_the_reset() -> N
     masker = importlib.import_module(SECRETS_MASKER_MODULES[0])
     mask_secret(SECRET)
     assert masker.redact(f"token {SECRET}") == "token ***", "the public API masks elsewhere now"
-    reset_secrets_maskers()
+    reset_secrets_masker()
     assert masker.redact(f"token {SECRET}") == f"token {SECRET}"
 
 
@@ -40,5 +40,5 @@ def test_the_core_masker_is_reset_too() -> None:
     core = importlib.import_module(SECRETS_MASKER_MODULES[1])
     core.mask_secret(SECRET)
     assert core.redact(f"token {SECRET}") == "token ***"
-    reset_secrets_maskers()
+    reset_secrets_masker()
     assert core.redact(f"token {SECRET}") == f"token {SECRET}"

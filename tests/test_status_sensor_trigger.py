@@ -7,13 +7,16 @@ import time
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_whatsapp.exceptions import InvalidInputError
 from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 from airflow_provider_whatsapp.sensors.phone_numbers import PhoneNumberStatusSensor
 from airflow_provider_whatsapp.status import DEFAULT_FAILURE_STATES, normalise_target
 from airflow_provider_whatsapp.triggers.phone_numbers import PhoneNumberStatusTrigger
+
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
 
 TARGET = {"status": ["CONNECTED"]}
 FAILURES = normalise_target(DEFAULT_FAILURE_STATES)
@@ -58,11 +61,10 @@ class TestTrigger:
 
         async def connect_later() -> dict[str, Any]:
             async def flip() -> None:
-                # Connected only once the trigger has read it pending: on a busy machine its first
-                # read can come later than any fixed delay.
-                for _ in range(2000):
-                    if whatsapp_connection.requests:
-                        break
+                # Only once the trigger has read PENDING, so that it must read again to see the change
+                # (however long its connection lookup takes).
+                deadline = time.monotonic() + 15
+                while not whatsapp_connection.requests and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
                 whatsapp_connection.set_fields(number_id, status="CONNECTED")
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 from airflow_provider_whatsapp.sandbox import Fault
 from airflow_provider_whatsapp.status import DEFAULT_FAILURE_STATES, normalise_target
 from airflow_provider_whatsapp.triggers.phone_numbers import PhoneNumberStatusTrigger
 from airflow_provider_whatsapp.triggers.waba_poller import WabaStatusPoller
+
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
 
 FAILURES = normalise_target(DEFAULT_FAILURE_STATES)
 INTERVAL = 0.3

@@ -25,7 +25,7 @@ def settings_from_connection(conn: Any) -> tuple[GraphSettings, GraphRetryPolicy
 
 def mask_secret_value(secret: str) -> None:
     """Register a secret with Airflow's masker before it is used, so no later log line shows it."""
-    from airflow.sdk.log import mask_secret
+    from airflow.providers.common.compat.sdk import mask_secret
 
     mask_secret(secret)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import requests
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from airflow_provider_whatsapp import validation

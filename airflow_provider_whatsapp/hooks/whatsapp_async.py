@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.connection import get_async_connection
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_whatsapp import validation
 from airflow_provider_whatsapp.exceptions import GraphConnectionError
@@ -71,9 +72,10 @@ class WhatsAppBusinessAsyncHook(BaseHook):
         return f"{type(self).__name__}(whatsapp_conn_id={self.whatsapp_conn_id!r})"
 
     async def asettings(self) -> GraphSettings:
-        """The connection's settings, looked up once per hook with ``aget_connection``."""
+        """The connection's settings, looked up once per hook (common-compat's ``get_async_connection``)."""
         if self._settings is None:
-            settings, policy = settings_from_connection(await self.aget_connection(self.whatsapp_conn_id))
+            conn = await get_async_connection(self.whatsapp_conn_id, hook=self)
+            settings, policy = settings_from_connection(conn)
             self._retry_policy = self._retry_policy or policy
             self._settings = settings
         return self._settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_whatsapp import validation
 from airflow_provider_whatsapp.exceptions import GraphAPIError, InvalidInputError, WhatsAppProviderError
@@ -13,7 +13,7 @@ from airflow_provider_whatsapp.hooks.mixin import WHATSAPP_GREEN, WhatsAppHookMi
 
 if TYPE_CHECKING:
     import jinja2
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 
 ERROR_XCOM_KEY = "whatsapp_error"
@@ -91,7 +91,7 @@ class SecretTemplateFieldsMixin:
 
     def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
         super().render_template_fields(context, jinja_env)  # type: ignore[misc]
-        from airflow.sdk.log import mask_secret
+        from airflow.providers.common.compat.sdk import mask_secret
 
         for name in self.secret_fields:
             value = getattr(self, name, None)

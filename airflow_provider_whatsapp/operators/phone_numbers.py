@@ -15,7 +15,7 @@ from airflow_provider_whatsapp.operators.base import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 IF_EXISTS_CHOICES = ("adopt", "fail")
 # Graph's "invalid parameter": how it answers a number that is already on the WABA, and a wrong
@@ -289,8 +289,7 @@ class WhatsAppPinBaseOperator(SecretTemplateFieldsMixin, WhatsAppPhoneNumberBase
 
     def resolved_pin(self) -> str:
         """The PIN, from wherever it was given, masked and checked to be 6 digits."""
-        from airflow.sdk import BaseHook, Variable
-        from airflow.sdk.log import mask_secret
+        from airflow.providers.common.compat.sdk import BaseHook, Variable, mask_secret
 
         if self.pin_variable is not None:
             value: Any = Variable.get(self.pin_variable)

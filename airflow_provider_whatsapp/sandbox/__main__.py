@@ -132,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("# Paste these into the shell that runs the example DAGs (airflow dags test <dag_id>):")
     for name, value in sandbox.example_dag_environment(pin).items():
         print(f"export {name}={shlex.quote(value)}")
+    # The last start-up line: a script reading the exports knows it has them all.
+    print("# Serving until Ctrl-C")
     sys.stdout.flush()
     try:
         # A timeout keeps the main thread responsive to signals on every platform.

@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_provider_whatsapp import validation
 from airflow_provider_whatsapp.hooks.mixin import WHATSAPP_GREEN, WhatsAppHookMixin
@@ -22,7 +21,7 @@ from airflow_provider_whatsapp.status import (
 from airflow_provider_whatsapp.triggers.phone_numbers import PhoneNumberStatusTrigger
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 
 class PhoneNumberStatusSensor(WhatsAppHookMixin, BaseSensorOperator):

@@ -12,6 +12,9 @@ import pytest
 
 from tests.bad_input_cases import CASES, BadInput, as_params
 
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
+
 
 class FakeTaskInstance:
     """What operators touch of a task instance: the try number and XCom pushes."""
@@ -26,7 +29,7 @@ class FakeTaskInstance:
 
 
 def _operator(bad: BadInput) -> Any:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     from airflow_provider_whatsapp.operators import phone_numbers
     from airflow_provider_whatsapp.sensors import phone_numbers as sensors

@@ -6,9 +6,14 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
 from airflow_provider_whatsapp.sandbox import Fault
 from tests.policies import fast_policy_extras
 from tests.reliability.duplicates import duplicates
+
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
 
 PIN = "503118"
 CODE = "473156"
@@ -17,7 +22,7 @@ CODE = "473156"
 def test_retried_tasks_continue_without_duplicates(
     whatsapp_sandbox_factory: Any, monkeypatch: Any, run_inline_dag: Any, tally: Counter[str]
 ) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     from airflow_provider_whatsapp.operators.phone_numbers import (
         CreatePhoneNumberOperator,

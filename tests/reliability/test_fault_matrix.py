@@ -22,6 +22,9 @@ from airflow_provider_whatsapp.exceptions import GraphAPIError, GraphBlockedErro
 from airflow_provider_whatsapp.sandbox import Fault
 from tests.policies import FAST_POLICY
 
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
+
 PIN = "274981"
 TIMEOUT = 0.3
 # Graph reports regain time in minutes; 0.01 min keeps each throttle wait real but short (0.6 s).
@@ -143,7 +146,7 @@ class Chain:
     number_id: str | None = None
 
     def operator(self, step: str, conn_id: str) -> Any:
-        from airflow.sdk import DAG
+        from airflow.providers.common.compat.sdk import DAG
 
         from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
         from airflow_provider_whatsapp.operators import phone_numbers as ops

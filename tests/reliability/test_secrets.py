@@ -11,10 +11,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from airflow_provider_whatsapp.exceptions import GraphAPIError
+from tests.airflow_versions import task_output
 from tests.reliability.test_fault_matrix import FAULTS, STEP_REQUESTS, Chain, closed_port
 from tests.scheduled_onboarding_table import RequestsTable
 from tests.secret_search import Haystack, chance_problem, leaked, search_each
+
+# Exercises the provider through Airflow: run on every supported version (scripts/compat).
+pytestmark = pytest.mark.compat
 
 APP_SECRET = "sandbox-app-secret-5f1c0e9b7d"
 VARIABLE_PIN = "602917"
@@ -32,12 +38,14 @@ def _metadata_rows(dag_ids: set[str], haystack: Haystack) -> None:
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.models.trigger import Trigger
-    from airflow.models.xcom import XComModel
     from sqlalchemy import select
 
+    from tests.airflow_versions import xcom_model, xcom_value
+
+    model = xcom_model()
     with settings.Session() as session:
-        for xcom in session.scalars(select(XComModel).where(XComModel.dag_id.in_(dag_ids))):
-            haystack.add("xcom", {"task": xcom.task_id, "key": xcom.key, "value": xcom.value})
+        for xcom in session.scalars(select(model).where(model.dag_id.in_(dag_ids))):
+            haystack.add("xcom", {"task": xcom.task_id, "key": xcom.key, "value": xcom_value(xcom)})
         for row in session.scalars(
             select(RenderedTaskInstanceFields).where(RenderedTaskInstanceFields.dag_id.in_(dag_ids))
         ):
@@ -49,13 +57,11 @@ def _metadata_rows(dag_ids: set[str], haystack: Haystack) -> None:
 
 
 def _example_dag_runs(sandbox: Any, run_dag: Any, haystack: Haystack, secrets: dict[str, str]) -> set[str]:
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.serialization.serialized_objects import DagSerialization
-
     from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
+    from tests.airflow_versions import dag_bag, serialize_dag
 
     repo = Path(__file__).resolve().parents[2]
-    bag = DagBag(dag_folder=str(repo / "dags"))
+    bag = dag_bag(str(repo / "dags"))
     dag_ids = set()
     confs: dict[str, dict[str, Any] | None] = {
         "example_whatsapp_create_phone_number": {"cc": "1", "phone_number": "5550150001", "verified_name": "Acme One"},
@@ -75,7 +81,7 @@ def _example_dag_runs(sandbox: Any, run_dag: Any, haystack: Haystack, secrets: d
         dag_ids.add(dag_id)
         result = run_dag(dag_id, confs.get(dag_id))
         haystack.add(f"dag run states ({dag_id})", {str(k): v for k, v in result.task_states.items()})
-        haystack.add("serialized DAG", DagSerialization.to_dict(dag))
+        haystack.add("serialized DAG", serialize_dag(dag))
         for task in dag.tasks:
             haystack.add("repr of operators", repr(task))
     for number in sandbox.numbers():
@@ -192,7 +198,7 @@ def test_no_secret_anywhere(
 
     captured = capsys.readouterr()
     haystack.add("captured logs (DEBUG)", caplog.text)
-    haystack.add("task output (stdout/stderr)", captured.out + captured.err)
+    haystack.add("task output (stdout/stderr)", task_output(captured.out + captured.err))
     logs_dir = Path(os.environ["AIRFLOW_HOME"]) / "logs"
     for log_file in sorted(logs_dir.rglob("*")) if logs_dir.exists() else []:
         if log_file.is_file():

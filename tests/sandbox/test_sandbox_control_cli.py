@@ -119,22 +119,27 @@ def test_whatsapp_connection_fixture(whatsapp_connection: Any) -> None:
     assert (conn["host"], conn["password"]) == (whatsapp_connection.url, whatsapp_connection.token)
 
 
+# What the CLI prints after its exports, so that a script reading them knows it has them all.
+END_OF_START_UP = "# Serving until Ctrl-C\n"
+
+
 def read_cli_output(process: subprocess.Popen[str]) -> tuple[list[str], dict[str, str]]:
     """The comment lines the CLI printed before its exports, and the exports as the shell sees them."""
     assert process.stdout is not None
     comments: list[str] = []
     exports: dict[str, str] = {}
-    for _ in range(20):  # bounded: the CLI prints three comments and four exports
+    for _ in range(20):  # bounded: the CLI prints three comments, the exports and its last line
         line = process.stdout.readline()
         if line.startswith("export "):
             [assignment] = shlex.split(line[len("export ") :])
             name, _, value = assignment.partition("=")
             exports[name] = value
-            if len(exports) == 4:
-                break
         else:
             assert line.startswith("#"), line
             comments.append(line)
+            if line == END_OF_START_UP:
+                break
+    assert comments[-1] == END_OF_START_UP, "the CLI's start-up output has no last line"
     return comments, exports
 
 
