@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from importlib import metadata
 
-__all__ = ["MAXIMUM_AIRFLOW_VERSION", "MINIMUM_AIRFLOW_VERSION", "__version__"]
+__all__ = ["MAXIMUM_AIRFLOW_VERSION", "MINIMUM_AIRFLOW_VERSION", "__version__", "release_tuple"]
 
 __version__ = "0.1.0"
 
@@ -25,9 +25,9 @@ def _installed_airflow_version() -> str | None:
     return None
 
 
-def _release(version: str) -> tuple[int, int, int]:
-    # The release part, pre-release and local parts dropped ("3.1.0rc1" -> (3, 1, 0)); parsed with
-    # the standard library, which is all the sandbox in this package may need.
+def release_tuple(version: str) -> tuple[int, int, int]:
+    """A version's ``(major, minor, micro)``, pre-release and local parts dropped (``"3.1.0rc1"`` ->
+    ``(3, 1, 0)``); parsed with the standard library, which is all the sandbox in this package needs."""
     match = re.match(r"\d+(?:\.\d+)*", version)
     parts = [int(part) for part in match.group().split(".")] if match else []
     major, minor, micro = (*parts, 0, 0, 0)[:3]
@@ -37,7 +37,7 @@ def _release(version: str) -> tuple[int, int, int]:
 def _check_airflow_version(installed: str | None) -> None:
     if installed is None:
         return
-    if not _release(MINIMUM_AIRFLOW_VERSION) <= _release(installed) < _release(MAXIMUM_AIRFLOW_VERSION):
+    if not release_tuple(MINIMUM_AIRFLOW_VERSION) <= release_tuple(installed) < release_tuple(MAXIMUM_AIRFLOW_VERSION):
         raise RuntimeError(
             f"The package `airflow-provider-whatsapp:{__version__}` supports Apache Airflow "
             f">={MINIMUM_AIRFLOW_VERSION},<{MAXIMUM_AIRFLOW_VERSION} (2.11.x and 3.x); "
