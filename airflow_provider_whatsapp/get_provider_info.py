@@ -68,7 +68,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_provider_whatsapp.operators.phone_numbers"],
+                "python-modules": [
+                    "airflow_provider_whatsapp.operators.phone_numbers",
+                    "airflow_provider_whatsapp.operators.onboarding",
+                ],
             }
         ],
         "sensors": [
@@ -80,7 +83,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_provider_whatsapp.triggers.phone_numbers"],
+                "python-modules": [
+                    "airflow_provider_whatsapp.triggers.phone_numbers",
+                    "airflow_provider_whatsapp.triggers.onboarding",
+                ],
             }
         ],
         "connection-types": [
