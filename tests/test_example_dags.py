@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_whatsapp.hooks.whatsapp_async import TRIGGER_USER_AGENT
+from airflow_provider_whatsapp.hooks.whatsapp_async import ONBOARDING_USER_AGENT, TRIGGER_USER_AGENT
 
 # Exercises the provider through Airflow: run on every supported version (scripts/compat).
 pytestmark = pytest.mark.compat
@@ -112,7 +112,7 @@ def test_bulk_onboarding_dag_reports_each_number(run_dag: Any, sandbox: Any) -> 
     assert result.task_state("onboard", 0) == "success"
     assert result.xcom("onboard", map_index=0)["counts"] == report["counts"]
     # The batch ran in the triggerer: its calls carry the trigger's User-Agent.
-    assert {r.headers.get("User-Agent") for r in sandbox.requests} == {TRIGGER_USER_AGENT}
+    assert {r.headers.get("User-Agent") for r in sandbox.requests} == {ONBOARDING_USER_AGENT}
 
 
 def test_bulk_onboarding_dag_reads_the_csv(run_dag: Any, sandbox: Any) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar, cast
 
+# Imported with this module, which triggers import in a thread: slow on a busy triggerer, it must
+# not be first imported on the event loop, in the middle of a call.
+import aiohttp
 from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -38,6 +42,8 @@ from airflow_provider_whatsapp.hooks.usage import ConnectionKey
 T = TypeVar("T")
 
 TRIGGER_USER_AGENT = f"{USER_AGENT} (trigger)"
+#: The onboarding trigger's calls, told apart from the status triggers' in Graph's request logs.
+ONBOARDING_USER_AGENT = f"{USER_AGENT} (onboarding trigger)"
 # Connections of the event loop's shared session.
 ASYNC_POOL_SIZE = 20
 
@@ -64,6 +70,8 @@ class WhatsAppBusinessAsyncHook(BaseHook):
         itself, and each of its numbers' one-time codes lives only in one request body, never in
         a template, a log line or an event, where registering thousands of them would make the
         masker's pattern grow, and its cost, with every number the triggerer ever onboards.
+    :param user_agent: the ``User-Agent`` of its calls, which tells a trigger's traffic apart in
+        Graph's request logs.
     """
 
     conn_name_attr = "whatsapp_conn_id"
@@ -79,12 +87,14 @@ class WhatsAppBusinessAsyncHook(BaseHook):
         sleep: Callable[[float], Awaitable[None]] | None = None,
         wait_out_budgets: float | None = None,
         mask_call_secrets: bool = True,
+        user_agent: str = TRIGGER_USER_AGENT,
     ) -> None:
         super().__init__()
         self.whatsapp_conn_id = whatsapp_conn_id
         self._retry_policy = retry_policy
         self._wait_out_budgets = wait_out_budgets
         self._mask_call_secrets = mask_call_secrets
+        self._user_agent = user_agent
         self._acquired: asyncio.Future[None] | None = None
         self._sleep = sleep or asyncio.sleep
         self._settings: GraphSettings | None = None
@@ -157,7 +167,7 @@ class WhatsAppBusinessAsyncHook(BaseHook):
                 self.log.info("%s", graph_call.note)
             # Tells trigger traffic apart in Graph's (and the sandbox's) request logs.
             return graph_exchange(
-                settings, graph_call, policy=policy, connection=connection, log=self.log, user_agent=TRIGGER_USER_AGENT
+                settings, graph_call, policy=policy, connection=connection, log=self.log, user_agent=self._user_agent
             )
 
         steps = conversation_steps(conversation, exchange_for)
@@ -178,8 +188,6 @@ class WhatsAppBusinessAsyncHook(BaseHook):
             return cast(T, done.value)
 
     async def _transport(self, request: GraphRequest, settings: GraphSettings) -> RawResponse | GraphConnectionError:
-        import aiohttp
-
         if self._acquired is None:
             # Set before the first await: the hook's concurrent first calls share one acquisition.
             self._acquired = asyncio.ensure_future(_SESSIONS.acquire())
@@ -220,13 +228,11 @@ class _LoopSessions:
         return self._entries[id(asyncio.get_running_loop())][0]
 
     async def acquire(self) -> None:
-        import aiohttp
-
         loop_id = id(asyncio.get_running_loop())
         entry = self._entries.get(loop_id)
         if entry is None or entry[0].closed:
-            # Loading the CA bundle into a TLS context is slow on a busy triggerer: off the loop
-            # that serves every other trigger.
+            # Loading a CA bundle into a TLS context is slow on a busy triggerer: once per process,
+            # and off the loop that serves every other trigger.
             context = await asyncio.to_thread(_tls_context)
             entry = self._entries.get(loop_id)
             if entry is None or entry[0].closed:
@@ -260,13 +266,15 @@ class _LoopSessions:
         return self._proxies[host]
 
 
+@functools.cache
 def _tls_context() -> Any:
-    """The TLS context of Graph calls: the CA bundle the environment names, as ``requests`` reads it."""
+    """The TLS context of Graph calls: the CA bundle the environment names, as ``requests`` reads
+    it, or ``True`` for aiohttp's own default context (which it makes once)."""
     import os
     import ssl
 
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
+    return ssl.create_default_context(cafile=bundle) if bundle else True
 
 
 _SESSIONS = _LoopSessions()

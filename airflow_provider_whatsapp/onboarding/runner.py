@@ -20,7 +20,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from airflow_provider_whatsapp.exceptions import GraphAPIError, GraphPermanentError, retry_may_cure
+from airflow_provider_whatsapp.exceptions import (
+    GraphAPIError,
+    GraphPermanentError,
+    InvalidInputError,
+    recorded_as,
+    retry_may_cure,
+)
 from airflow_provider_whatsapp.onboarding.conversation import CodeRequest, NeedCode, onboard_number
 from airflow_provider_whatsapp.onboarding.plan import (
     NOT_CREATED,
@@ -115,7 +121,13 @@ class OnboardingRunner:
         results: list[dict[str, Any]] = [{} for _ in numbers]
         started = [index for index, number in enumerate(numbers) if number.get("start")]
         await self._onboard(numbers, started, results, settings.host)
-        unfinished = {str(numbers[index]["waba_id"]) for index in started if not results[index].get("registered_id")}
+        # Rows that broke an input rule never reached Graph: nothing to read again for them.
+        unfinished = {
+            str(numbers[index]["waba_id"])
+            for index in started
+            if not results[index].get("registered_id")
+            and not recorded_as(results[index].get("error"), InvalidInputError)
+        }
         again = await self._read_wabas(unfinished & set(holdings))
         report = report_onboarding(numbers, results, _reader(again))
         for planned, entry, result in zip(numbers, report["numbers"], results, strict=True):

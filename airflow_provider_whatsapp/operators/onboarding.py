@@ -22,6 +22,8 @@ MAX_NUMBERS_PER_TASK = 5_000
 DEFAULT_TIMEOUT = timedelta(hours=12)
 # The trigger reports what it has this long before Airflow's own timeout would end the task.
 REPORT_MARGIN = 60.0
+#: The provider option ``[whatsapp] onboarding_resume_grace`` when it is not set.
+RESUME_GRACE = 20.0
 ROW_KEYS = frozenset(
     {
         "cc",
@@ -146,6 +148,8 @@ class OnboardPhoneNumbersOperator(WhatsAppBaseOperator):
         return checked
 
     def execute_graph(self, context: Context) -> Any:
+        from airflow.providers.common.compat.sdk import conf
+
         from airflow_provider_whatsapp.hooks.connection import read_pin
         from airflow_provider_whatsapp.triggers.onboarding import PhoneNumberOnboardingTrigger, import_code_source
 
@@ -165,6 +169,9 @@ class OnboardPhoneNumbersOperator(WhatsAppBaseOperator):
             numbers_per_waba=self.numbers_per_waba,
             deadline=time.time() + max(self.timeout.total_seconds() - REPORT_MARGIN, 1.0),
             data_localization_region=region,
+            not_before=time.time() + conf.getfloat("whatsapp", "onboarding_resume_grace", fallback=RESUME_GRACE)
+            if self.deferrable
+            else None,
         )
         self.log.info("Onboarding %d numbers", len(rows))
         if self.deferrable:
@@ -173,9 +180,11 @@ class OnboardPhoneNumbersOperator(WhatsAppBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the trigger fired: record the report, or fail with what stopped the run."""
+        from airflow_provider_whatsapp.triggers.onboarding import full_report
+
         if event.get("status") != "done":
             raise OnboardingIncompleteError(f"The onboarding did not start: {event.get('message')}")
-        return self.finish(context, event["report"])
+        return self.finish(context, full_report(event["report"]))
 
     def finish(self, context: Context, report: dict[str, Any]) -> dict[str, Any]:
         """Log the report; fail (after pushing it) if numbers were left for a retry to finish."""
@@ -205,8 +214,9 @@ def _run_inline(trigger: Any) -> dict[str, Any]:
             return dict(event.payload)
         raise RuntimeError("the onboarding trigger ended without an event")
 
+    from airflow_provider_whatsapp.triggers.onboarding import full_report
+
     event = asyncio.run(first_event())
     if event.get("status") != "done":
         raise OnboardingIncompleteError(f"The onboarding did not start: {event.get('message')}")
-    report: dict[str, Any] = event["report"]
-    return report
+    return full_report(event["report"])

@@ -55,6 +55,8 @@ class PhoneNumberOnboardingTrigger(BaseTrigger):
     :param numbers_per_waba: numbers of one WABA onboarded at once.
     :param deadline: ``time.time()`` by which the trigger reports what it has; ``None`` for none.
     :param data_localization_region: local storage the numbers are registered with, if any.
+    :param not_before: ``time.time()`` before which the event is not fired, however soon the work
+        is done (see the provider option ``[whatsapp] onboarding_resume_grace``).
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class PhoneNumberOnboardingTrigger(BaseTrigger):
         numbers_per_waba: int = 4,
         deadline: float | None = None,
         data_localization_region: str | None = None,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.numbers = [dict(number) for number in numbers]
@@ -78,6 +81,7 @@ class PhoneNumberOnboardingTrigger(BaseTrigger):
         self.numbers_per_waba = numbers_per_waba
         self.deadline = deadline
         self.data_localization_region = data_localization_region
+        self.not_before = not_before
 
     def __repr__(self) -> str:
         return (
@@ -97,6 +101,7 @@ class PhoneNumberOnboardingTrigger(BaseTrigger):
                 "numbers_per_waba": self.numbers_per_waba,
                 "deadline": self.deadline,
                 "data_localization_region": self.data_localization_region,
+                "not_before": self.not_before,
             },
         )
 
@@ -104,16 +109,21 @@ class PhoneNumberOnboardingTrigger(BaseTrigger):
         # The hook's module pulls in aiohttp (slow on a busy triggerer): imported in a thread, so the
         # event loop running every other trigger is not blocked by this one.
         hooks = await asyncio.to_thread(importlib.import_module, "airflow_provider_whatsapp.hooks.whatsapp_async")
+        await asyncio.to_thread(importlib.import_module, "airflow_provider_whatsapp.onboarding.runner")
         from airflow_provider_whatsapp.hooks.connection import aread_pin
         from airflow_provider_whatsapp.onboarding.runner import OnboardingRunner
 
         hook = hooks.WhatsAppBusinessAsyncHook(
-            whatsapp_conn_id=self.whatsapp_conn_id, wait_out_budgets=BUDGET_WAIT, mask_call_secrets=False
+            whatsapp_conn_id=self.whatsapp_conn_id,
+            wait_out_budgets=BUDGET_WAIT,
+            mask_call_secrets=False,
+            user_agent=hooks.ONBOARDING_USER_AGENT,
         )
         try:
             await hook.asettings()
             pin = await aread_pin(pin_variable=self.pin_variable, pin_conn_id=self.pin_conn_id)
-            source = import_code_source(self.code_source) if self.code_source else None
+            # The code source's module is the user's, and may be slow to import: off the loop.
+            source = await asyncio.to_thread(import_code_source, self.code_source) if self.code_source else None
         except Exception as error:  # a connection, Variable or PIN that cannot be had
             # Nothing was sent: said in the task's failure, not lost in the triggerer's log.
             await hook.aclose()
@@ -133,4 +143,33 @@ class PhoneNumberOnboardingTrigger(BaseTrigger):
         finally:
             await hook.aclose()
         self.log.info("Onboarded %d rows in %.1fs: %s", len(self.numbers), time.monotonic() - started, report["counts"])
-        yield TriggerEvent({"status": "done", "report": report})
+        if self.not_before is not None and self.not_before > time.time():
+            # Fired too soon after its task deferred, the event can meet a scheduler that has not
+            # yet taken in the deferral, and the task would be retried for nothing.
+            await asyncio.sleep(self.not_before - time.time())
+        yield TriggerEvent({"status": "done", "report": compact_report(report)})
+
+
+#: The keys every entry of a report has; an event leaves out those that are ``None``.
+ENTRY_KEYS = (
+    "number",
+    "waba_id",
+    "outcome",
+    "phone_number_id",
+    "status",
+    "code_verification_status",
+    "started_at",
+    "next_step",
+    "error",
+    "note",
+)
+
+
+def compact_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without the ``None`` values of its entries: thousands travel in one event, and Airflow logs it."""
+    return {**report, "numbers": [{k: v for k, v in entry.items() if v is not None} for entry in report["numbers"]]}
+
+
+def full_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The report of an event with every entry's keys back (see :func:`compact_report`)."""
+    return {**report, "numbers": [{**dict.fromkeys(ENTRY_KEYS), **entry} for entry in report["numbers"]]}

@@ -1,24 +1,9 @@
-"""Onboard many numbers at once with dynamic task mapping; a re-run finishes what a crash left.
+"""The bulk onboarding design before the onboarding operator, kept as the throughput benchmark's baseline.
 
-The numbers come from the ``numbers`` DAG param (a list of ``{"cc", "phone_number",
-"verified_name", "waba_id"}``) or, when it is empty, from ``whatsapp_bulk_numbers.csv`` beside this
-file. ``waba_id`` is optional per number (the connection's ``waba_id`` extra when missing or
-blank), so one run can onboard numbers of many businesses; each WABA's calls are paced by that
-WABA's own rate limit.
-
-``numbers_to_onboard`` reads each WABA's numbers once and sends each input number to the step it
-stands at: a new number through ``onboard`` (create -> request code -> verify -> register), one
-created but not verified through ``resume_at_code``, one verified but not registered through
-``resume_at_register``; a number already onboarded, banned or deleted goes nowhere and costs no
-further call. Running the DAG again with the same numbers therefore finishes what a killed worker
-left half done and touches nothing that is done. Every task retries (``default_args``): a retried
-create adopts the number its killed try made, a retried register does not register twice.
-The final ``report`` says, for every input number, what Graph holds: ``onboarded``, ``created, not
-registered`` (and the step a re-run continues at) or ``not created`` (with the Graph error or the
-input rule); for numbers that did not finish it reads Graph again before it speaks.
-
-Codes are read from the Graph sandbox: in production, use pre-verified numbers
-(``preverified_id``) or a human step as in ``example_whatsapp_onboarding``.
+A mapped task group of create -> request code -> verify -> register per number, from one list
+read per WABA (the same plan, the same operators, the same report), as
+``example_whatsapp_bulk_onboarding`` was until the onboarding operator replaced it: four task
+instances per number, and no more numbers in a run than ``[core] max_map_length``.
 """
 
 from __future__ import annotations
@@ -30,8 +15,8 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, Param, task, task_group
 
-from airflow_provider_whatsapp.onboarding import CREATE, REGISTER, REQUEST_CODE, STEPS
-from airflow_provider_whatsapp.onboarding_tasks import (
+from airflow_provider_whatsapp.onboarding.plan import CREATE, REGISTER, REQUEST_CODE, STEPS
+from airflow_provider_whatsapp.onboarding.task_groups import (
     RESUME_GROUPS,
     SANDBOX_CODE,
     StepGroup,
@@ -49,11 +34,11 @@ GROUPS = {
 }
 
 with DAG(
-    dag_id="example_whatsapp_bulk_onboarding",
+    dag_id="bench_mapped_bulk_onboarding",
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    tags=["example", "whatsapp"],
+    tags=["benchmark", "whatsapp"],
     max_active_tasks=16,
     # [START howto_bulk_onboarding_retries]
     # A worker killed mid-call fails its task: the retry finishes the job without doing it twice.
@@ -68,7 +53,7 @@ with DAG(
     @task
     def numbers_to_onboard(params: dict[str, Any]) -> list[dict[str, Any]]:
         from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
-        from airflow_provider_whatsapp.onboarding import numbers_on_waba, plan_onboarding
+        from airflow_provider_whatsapp.onboarding.plan import numbers_on_waba, plan_onboarding
 
         if params["numbers"]:
             rows = [dict(number) for number in params["numbers"]]
@@ -83,7 +68,7 @@ with DAG(
 
     @task
     def numbers_starting_at(numbers: list[dict[str, Any]], step: str) -> list[dict[str, Any]]:
-        from airflow_provider_whatsapp.onboarding import starting_at
+        from airflow_provider_whatsapp.onboarding.plan import starting_at
 
         return starting_at(numbers, step)
 
@@ -115,8 +100,9 @@ with DAG(
     @task(trigger_rule="all_done")
     def report(numbers: list[dict[str, Any]], ti: Any = None) -> dict[str, Any]:
         from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
-        from airflow_provider_whatsapp.onboarding import describe, numbers_on_waba, report_onboarding
-        from airflow_provider_whatsapp.onboarding_tasks import run_results
+        from airflow_provider_whatsapp.onboarding.plan import numbers_on_waba
+        from airflow_provider_whatsapp.onboarding.report import describe, report_onboarding
+        from airflow_provider_whatsapp.onboarding.task_groups import run_results
 
         hook = WhatsAppBusinessHook()
         # Graph is read again only for the WABAs whose numbers did not all finish.
