@@ -123,6 +123,25 @@ class GraphAPIError(WhatsAppProviderError):
         }
 
 
+class BudgetWaitRequired(WhatsAppProviderError):
+    """
+    A call must wait longer for its budget than a task should sleep in its worker slot.
+
+    Nothing was sent that may have been applied: the operator defers until ``seconds`` passed and
+    makes the call again.
+
+    :param seconds: how long the budget asked to wait.
+    :param waba_id: the WABA whose budget it is, if known.
+    """
+
+    def __init__(self, seconds: float, waba_id: str | None = None) -> None:
+        self.seconds = seconds
+        self.waba_id = waba_id
+        super().__init__(
+            f"the budget of {'WABA ' + waba_id if waba_id else 'the app'} asks for {seconds:.0f}s of waiting"
+        )
+
+
 class GraphTransientError(GraphAPIError):
     """A Graph error worth retrying with backoff (server trouble, ``is_transient``, HTTP 5xx)."""
 

@@ -172,3 +172,14 @@ def positive_number(field: str, value: Any) -> float:
     if not number > 0 or number != number or number == float("inf"):
         raise InvalidInputError(field, f"must be a positive number, got {value!r}")
     return number
+
+
+BUDGET_STORES = ("airflow", "process")
+
+
+def budget_store(value: Any) -> str:
+    """``budget_store``: ``airflow``, ``process``, or a ``redis://`` / ``rediss://`` URL."""
+    text = _text("budget_store", value)
+    if text in BUDGET_STORES or text.startswith(("redis://", "rediss://", "unix://")):
+        return text
+    raise InvalidInputError("budget_store", "must be 'airflow', 'process' or a redis:// URL")

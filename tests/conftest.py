@@ -24,6 +24,9 @@ os.environ["AIRFLOW_HOME"] = _HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 # dag.test() runs a trigger inline, where Airflow's resume race cannot happen: no grace to wait.
 os.environ["AIRFLOW__WHATSAPP__ONBOARDING_RESUME_GRACE"] = "0"
+# dag.test() runs every task in one process: there the process's own store is the whole view. The
+# shared stores have tests of their own, and the deployments run on the default one.
+os.environ["AIRFLOW__WHATSAPP__BUDGET_STORE"] = "process"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ.pop("AIRFLOW_CONN_WHATSAPP_DEFAULT", None)

@@ -14,7 +14,9 @@ from airflow_provider_whatsapp.sandbox import GraphSandbox
 pytestmark = pytest.mark.compat
 
 REPO = Path(__file__).resolve().parent.parent
-TEMPLATE_NAME_RE = re.compile(r"\b(conn|var\.value|var\.json)\.([A-Za-z0-9_]+)")
+TEMPLATE_NAME_RE = re.compile(r"\b(conn|var\.value|var\.json)\.(?!get\b)([A-Za-z0-9_]+)")
+# var.value.get('name', default) in a task's template.
+TEMPLATE_GET_RE = re.compile(r"\bvar\.(?:value|json)\.get\(\s*['\"]([A-Za-z0-9_]+)['\"]")
 
 
 def test_the_exports_name_every_connection_and_variable_of_the_example_dags() -> None:
@@ -31,6 +33,8 @@ def test_the_exports_name_every_connection_and_variable_of_the_example_dags() ->
                     needed.add(f"AIRFLOW_CONN_{value.upper()}")
                 if isinstance(value, str) and value and name.endswith("_variable"):
                     needed.add(f"AIRFLOW_VAR_{value.upper()}")
+                if isinstance(value, str) and name in task.template_fields:
+                    needed.update(f"AIRFLOW_VAR_{found.upper()}" for found in TEMPLATE_GET_RE.findall(value))
     for source in (REPO / "dags").glob("*.py"):
         for kind, name in TEMPLATE_NAME_RE.findall(source.read_text()):
             needed.add(f"AIRFLOW_{'CONN' if kind == 'conn' else 'VAR'}_{name.upper()}")

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_whatsapp.hooks.budgets import RedisBudgets, VariableBudgets
 from airflow_provider_whatsapp.hooks.graph import GraphRetryPolicy, GraphSettings, retry_policy_from_extra
+from airflow_provider_whatsapp.hooks.shared_view import SharedView
 
 DEFAULT_CONN_ID = "whatsapp_default"
 CONN_TYPE = "whatsapp_business"
 
 
 def settings_from_connection(conn: Any) -> tuple[GraphSettings, GraphRetryPolicy]:
-    """Settings and retry policy of an Airflow connection; its secrets are registered with the masker."""
-    extra = conn.extra_dejson if conn.extra else {}
+    """Settings and retry policy of an Airflow connection; its secrets are registered with the masker.
+
+    The budget store is the connection's ``budget_store`` extra, else the deployment's
+    ``[whatsapp] budget_store`` option (``airflow`` when unset).
+    """
+    from airflow.providers.common.compat.sdk import conf
+
+    extra = dict(conn.extra_dejson) if conn.extra else {}
+    if not extra.get("budget_store"):
+        extra["budget_store"] = conf.get("whatsapp", "budget_store", fallback="airflow") or "airflow"
     settings = GraphSettings.from_connection(conn.password, _host_of(conn.schema, conn.host), extra)
     # Airflow masks the password already; the app secret and the proof derived from the token
     # are ours to register with the masker.
@@ -20,7 +30,29 @@ def settings_from_connection(conn: Any) -> tuple[GraphSettings, GraphRetryPolicy
     if settings.app_secret:
         mask_secret_value(settings.app_secret)
         mask_secret_value(settings.appsecret_proof or "")
+    if "@" in settings.budget_store:
+        mask_secret_value(settings.budget_store)
     return settings, retry_policy_from_extra(extra)
+
+
+_SHARED_VIEWS: dict[str, SharedView | None] = {}
+
+
+def shared_view_for(budget_store: str) -> SharedView | None:
+    """The process's one view of the deployment's budgets in that store (``None``: ``process``)."""
+    if budget_store not in _SHARED_VIEWS:
+        _SHARED_VIEWS[budget_store] = _new_shared_view(budget_store)
+    return _SHARED_VIEWS[budget_store]
+
+
+def _new_shared_view(budget_store: str) -> SharedView | None:
+    if budget_store == "process":
+        return None
+    if budget_store == "airflow":
+        from airflow.providers.common.compat.sdk import Variable
+
+        return SharedView(VariableBudgets(Variable), refresh=5.0)
+    return SharedView(RedisBudgets(budget_store), refresh=0.0)
 
 
 def mask_secret_value(secret: str) -> None:

@@ -23,14 +23,13 @@ from airflow_provider_whatsapp.exceptions import (
     GraphTransientError,
     is_business_throttle,
 )
-from airflow_provider_whatsapp.hooks.calls import GraphCall, numbers_in
+from airflow_provider_whatsapp.hooks.calls import numbers_in
 from airflow_provider_whatsapp.hooks.graph import (
     GraphRequest,
     GraphRetryPolicy,
-    GraphSettings,
-    build_request,
     parse_response,
 )
+from airflow_provider_whatsapp.hooks.shared_view import Share, SharedView
 from airflow_provider_whatsapp.hooks.usage import (
     USAGE_STORE,
     BudgetKey,
@@ -51,9 +50,15 @@ ADMISSION_POLL_MAX = 0.25
 
 
 class Sleep(NamedTuple):
-    """Wait this many seconds, then send the exchange ``None``."""
+    """Wait this many seconds, then send the exchange ``None``.
+
+    ``for_budget``: the wait is for a spent or nearly spent budget, with nothing sent that may
+    have been applied: a driver may end the call here and make it again later instead (an
+    operator defers to the triggerer rather than hold its worker slot).
+    """
 
     seconds: float
+    for_budget: bool = False
 
 
 class Send(NamedTuple):
@@ -75,6 +80,18 @@ class RawResponse(NamedTuple):
     body: bytes
 
 
+class CallObserver(Protocol):
+    """What the exchange tells of its calls, for metrics (see :mod:`~airflow_provider_whatsapp.hooks.metrics`)."""
+
+    def sent(self, waba_id: str | None) -> None: ...
+
+    def refused(self, waba_id: str | None, code: int | None) -> None: ...
+
+    def waited(self, waba_id: str | None, seconds: float, kind: str) -> None: ...
+
+    def usage(self, waba_id: str | None, percent: float) -> None: ...
+
+
 class ExchangeLog(Protocol):
     """What the exchange needs of a logger (a hook's ``log``, or any ``logging.Logger``)."""
 
@@ -85,7 +102,7 @@ class ExchangeLog(Protocol):
 
 T = TypeVar("T")
 
-Action = Sleep | Send | Reconcile
+Action = Sleep | Send | Reconcile | Share
 Reply = RawResponse | GraphConnectionError | dict[str, Any] | None
 ExchangeSteps = Generator[Action, Reply, dict[str, Any]]
 
@@ -114,6 +131,8 @@ class GraphExchange:
         after a failure that may have been applied, that shows it was.
     :param numbers_of: the WABA whose phone numbers a successful answer holds (a create, a list
         page): each number's WABA is remembered, so its later calls are paced by that budget.
+    :param shared: the deployment's shared view of the budgets (``None``: this process's only).
+    :param observer: told of every call sent, refused and held back, and of the usage read.
     :param usage_store: the process's usage store.
     :param clock: monotonic clock, in seconds.
     """
@@ -124,10 +143,12 @@ class GraphExchange:
         "connection",
         "log",
         "numbers_of",
+        "observer",
         "policy",
         "reconciles",
         "request",
         "scope",
+        "shared",
         "usage_store",
     )
 
@@ -142,6 +163,8 @@ class GraphExchange:
         reconciles: bool = False,
         accept_after_uncertain: Callable[[GraphAPIError], bool] | None = None,
         numbers_of: str | None = None,
+        shared: SharedView | None = None,
+        observer: CallObserver | None = None,
         usage_store: UsageStore = USAGE_STORE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -153,6 +176,8 @@ class GraphExchange:
         self.reconciles = reconciles
         self.accept_after_uncertain = accept_after_uncertain
         self.numbers_of = numbers_of
+        self.shared = shared
+        self.observer = observer
         self.usage_store = usage_store
         self.clock = clock
 
@@ -171,17 +196,23 @@ class GraphExchange:
         if not held:
             return 0.0
         now = self.clock()
-        wait, percent = max((self.policy.pacing_wait(reading, now), reading.percent) for reading in held)
+        wait, percent, source = max(
+            (self.policy.pacing_wait(reading, now), reading.percent, reading.source) for reading in held
+        )
         if wait > 0:
             waba = self.usage_store.waba_of(self.connection, self.scope)
             self.log.info(
-                "Rate-limit usage at %.0f%% (threshold %.0f%%, WABA %s): holding Graph call %s for %.2fs",
+                "Rate-limit usage at %.0f%% (threshold %.0f%%, WABA %s, reading from %s): "
+                "holding Graph call %s for %.2fs",
                 percent,
                 threshold,
                 waba or "unknown",
+                "this process's last answer" if source == "answer" else source,
                 self._label,
                 wait,
             )
+            if self.observer is not None:
+                self.observer.waited(waba, wait, "budget")
         return wait
 
     def steps(self) -> ExchangeSteps:
@@ -196,7 +227,9 @@ class GraphExchange:
                 if isinstance(found, dict):
                     self.log.info("Graph call %s had been applied before the failure; not sent again", self._label)
                     return found
-            budgets = yield from self._admitted()
+            budgets, leased = yield from self._admitted(restartable=not uncertain)
+            if self.observer is not None:
+                self.observer.sent(self.usage_store.waba_of(self.connection, self.scope))
             settled = False
             try:
                 reply = yield Send(self.request)
@@ -205,8 +238,14 @@ class GraphExchange:
                 settled = True
             finally:
                 if not settled:
-                    # The driver gave up on the call (cancelled, or the transport raised).
+                    # The driver gave up on the call (cancelled, or the transport raised); a
+                    # lease it held runs out by itself.
                     self.usage_store.settle(budgets, self.connection, self.scope, None)
+            if self.observer is not None and usage is not None:
+                self._observe_usage(budgets)
+            if self.shared is not None:
+                headers = reply.headers if isinstance(reply, RawResponse) else None
+                yield from self.shared.publish(self.usage_store, budgets, leased, headers)
             try:
                 return self._outcome(reply, usage)
             except GraphAPIError as error:
@@ -219,32 +258,75 @@ class GraphExchange:
                 if wait is None:
                     raise
                 waited += wait
-                yield Sleep(wait)
+                throttled = isinstance(error, GraphThrottledError)
+                if self.observer is not None:
+                    waba = self.usage_store.waba_of(self.connection, self.scope)
+                    if throttled:
+                        self.observer.refused(waba, error.code)
+                    self.observer.waited(waba, wait, "throttle" if throttled else "backoff")
+                yield Sleep(wait, for_budget=throttled and not uncertain)
 
-    def _admitted(self) -> Generator[Action, Reply, tuple[BudgetKey, ...]]:
-        """Hold the call back until its budgets allow it; then count it as out on them."""
-        store = self.usage_store
+    def _admitted(
+        self, restartable: bool
+    ) -> Generator[Action, Reply, tuple[tuple[BudgetKey, ...], tuple[BudgetKey, ...]]]:
+        """Hold the call back until its budgets allow it; then count it as out on them.
+
+        Returns the budgets, and those whose lease the call holds (see
+        :mod:`~airflow_provider_whatsapp.hooks.shared_view`). ``restartable``: nothing was sent
+        that may have been applied, so a long hold may end the call (see :class:`Sleep`).
+        """
+        store, shared = self.usage_store, self.shared
         paced_on: tuple[float, ...] | None = None
         poll = ADMISSION_POLL_FIRST
         held = 0.0
         while True:
+            budgets = store.budgets_of(self.connection, self.scope)
+            if shared is not None:
+                # What the deployment's other processes learnt of these budgets since.
+                yield from shared.pull(store, budgets)
             # Paced once per reading: a newer reading (another call's answer) is paced again.
             stamp = tuple(reading.observed_at for reading in store.readings(self.connection, self.scope))
             if stamp != paced_on:
                 paced_on = stamp
                 pause = self.pacing_wait()
                 if pause > 0:
-                    yield Sleep(pause)
+                    yield Sleep(pause, for_budget=restartable)
                     continue
-            budgets = store.budgets_of(self.connection, self.scope)
-            if held >= self.policy.max_throttle_wait or store.has_room(budgets, self.policy.usage_threshold):
+            given_up = held >= self.policy.max_throttle_wait
+            if given_up or store.has_room(budgets, self.policy.usage_threshold):
+                # Counted as out at once: asking for a lease below lets the process's other calls
+                # run, and they must not take the same room.
                 store.admit(budgets)
-                return budgets
-            # Other calls of this process are out on the budget: their answers tell whether
-            # there is room for this one.
+                if shared is None or given_up:
+                    return budgets, ()
+                leased = yield from self._leases(budgets)
+                if leased is not None:
+                    return budgets, leased
+                store.withdraw(budgets)
+            # Other calls, of this process or another, are out on a budget near its end: their
+            # answers tell whether there is room for this one.
             yield Sleep(poll)
             held += poll
             poll = min(poll * 2, ADMISSION_POLL_MAX)
+
+    def _leases(self, budgets: tuple[BudgetKey, ...]) -> Generator[Action, Reply, tuple[BudgetKey, ...] | None]:
+        """The leases of the budgets near their end, all of them; ``None`` when another process holds one."""
+        assert self.shared is not None
+        held: list[BudgetKey] = []
+        for key in self.shared.leases_needed(self.usage_store, budgets):
+            if not (yield from self.shared.claim(key)):
+                for got in held:
+                    yield Share("release", self.shared.name_of(got))
+                return None
+            held.append(key)
+        return tuple(held)
+
+    def _observe_usage(self, budgets: tuple[BudgetKey, ...]) -> None:
+        assert self.observer is not None
+        for key in budgets:
+            reading = self.usage_store.reading_of(key)
+            if reading is not None:
+                self.observer.usage(None if isinstance(key, ConnectionKey) else key[1], reading.percent)
 
     def _usage_of(self, reply: Reply) -> UsageReport | None:
         if isinstance(reply, RawResponse):
@@ -303,84 +385,3 @@ class GraphExchange:
             policy.max_attempts,
         )
         return wait
-
-
-def conversation_steps(
-    conversation: Generator[Any, Any, T], exchange_for: Callable[[GraphCall], GraphExchange]
-) -> Generator[Any, Any, T]:
-    """
-    A whole conversation (see :mod:`~airflow_provider_whatsapp.hooks.calls`) as its driver's steps.
-
-    Each :class:`~airflow_provider_whatsapp.hooks.calls.GraphCall` the conversation yields runs
-    through its own :class:`GraphExchange` (built by ``exchange_for``), the look-up of an uncertain
-    POST included; the conversation is sent each call's JSON object or has its
-    :class:`~airflow_provider_whatsapp.exceptions.GraphAPIError` thrown in. What is left for the
-    driver: send each :class:`Send` and answer it, sleep each :class:`Sleep`, and answer whatever
-    else the conversation yields (the onboarding conversation's need of a code). Both hooks drive
-    this one loop, so they cannot drift apart.
-    """
-    reply: Any = None
-    error: GraphAPIError | None = None
-    while True:
-        try:
-            need = conversation.send(reply) if error is None else conversation.throw(error)
-        except StopIteration as done:
-            result: T = done.value
-            return result
-        reply, error = None, None
-        if not isinstance(need, GraphCall):
-            reply = yield need
-            continue
-        try:
-            reply = yield from _call_steps(need, exchange_for)
-        except GraphAPIError as failure:
-            error = failure
-
-
-def _call_steps(
-    graph_call: GraphCall, exchange_for: Callable[[GraphCall], GraphExchange]
-) -> Generator[Any, Any, dict[str, Any]]:
-    steps = exchange_for(graph_call).steps()
-    try:
-        action = next(steps)
-        while True:
-            if isinstance(action, Reconcile):
-                assert graph_call.reconcile is not None
-                found = yield from conversation_steps(graph_call.reconcile(), exchange_for)
-                action = steps.send(found)
-            else:
-                action = steps.send((yield action))
-    except StopIteration as done:
-        answer: dict[str, Any] = done.value
-        return answer
-    finally:
-        # A call given up on half way (its look-up failed, the driver was cancelled) still
-        # settles what it counted against its budgets.
-        steps.close()
-
-
-def graph_exchange(
-    settings: GraphSettings,
-    graph_call: GraphCall,
-    *,
-    policy: GraphRetryPolicy,
-    connection: ConnectionKey,
-    log: ExchangeLog,
-    user_agent: str | None = None,
-) -> GraphExchange:
-    """The exchange of one call of a conversation, as both hooks build it."""
-    request = build_request(
-        settings, graph_call.method, graph_call.path, params=graph_call.params, body=graph_call.body
-    )
-    if user_agent is not None:
-        request.headers["User-Agent"] = user_agent
-    return GraphExchange(
-        request,
-        policy=policy,
-        connection=connection,
-        scope=graph_call.scope,
-        log=log,
-        reconciles=graph_call.reconcile is not None,
-        accept_after_uncertain=graph_call.accept_after_uncertain,
-        numbers_of=graph_call.numbers_of,
-    )

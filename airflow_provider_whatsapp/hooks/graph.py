@@ -55,6 +55,8 @@ class GraphSettings:
     :param app_secret: the app secret, to sign each call with ``appsecret_proof``.
     :param waba_id: default WhatsApp Business Account ID.
     :param timeout: seconds to wait for a response.
+    :param budget_store: where the deployment shares what it learns of Graph's budgets:
+        ``airflow`` (Airflow Variables), ``process`` (nothing shared) or a ``redis://`` URL.
     """
 
     token: str
@@ -63,13 +65,14 @@ class GraphSettings:
     app_secret: str | None = None
     waba_id: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    budget_store: str = "airflow"
 
     def __repr__(self) -> str:
-        # Secrets stay out of every repr, traceback and log line.
+        # Secrets stay out of every repr, traceback and log line (a Redis URL may hold a password).
         return (
             f"GraphSettings(host={self.host!r}, api_version={self.api_version!r}, "
             f"waba_id={self.waba_id!r}, timeout={self.timeout!r}, token=***, "
-            f"app_secret={'***' if self.app_secret else None})"
+            f"app_secret={'***' if self.app_secret else None}, budget_store={self.budget_store.split(':')[0]!r})"
         )
 
     @classmethod
@@ -88,6 +91,7 @@ class GraphSettings:
         if extra.get("waba_id") not in (None, ""):
             waba_id = validation.graph_id("waba_id", extra["waba_id"])
         app_secret = extra.get("app_secret") or None
+        store = validation.budget_store(extra["budget_store"]) if extra.get("budget_store") else "airflow"
         return cls(
             token=str(password).strip(),
             host=checked_host,
@@ -95,6 +99,7 @@ class GraphSettings:
             app_secret=str(app_secret) if app_secret else None,
             waba_id=waba_id,
             timeout=timeout,
+            budget_store=store,
         )
 
     @functools.cached_property
@@ -321,6 +326,8 @@ class GraphRetryPolicy:
     :param usage_threshold: percent of a rate limit above which calls are slowed down.
     :param slowdown_wait: seconds between calls while usage is between the threshold and 100%.
     :param exhausted_wait: seconds to pause when usage reached 100% and Graph gave no regain time.
+    :param defer_wait_over: in an operator, a wait for a budget longer than this defers the task to
+        the triggerer until the budget is regained, instead of sleeping in its worker slot.
     """
 
     max_attempts: int = 5
@@ -331,11 +338,19 @@ class GraphRetryPolicy:
     usage_threshold: float = 90.0
     slowdown_wait: float = 1.0
     exhausted_wait: float = 60.0
+    defer_wait_over: float = 30.0
 
     def __post_init__(self) -> None:
         if int(self.max_attempts) != self.max_attempts or self.max_attempts < 1:
             raise InvalidInputError("max_attempts", "must be a whole number of at least 1")
-        for name in ("max_total_wait", "backoff_initial", "backoff_max", "max_throttle_wait", "exhausted_wait"):
+        for name in (
+            "max_total_wait",
+            "backoff_initial",
+            "backoff_max",
+            "max_throttle_wait",
+            "exhausted_wait",
+            "defer_wait_over",
+        ):
             validation.positive_number(name, getattr(self, name))
         if not 0 < self.usage_threshold <= 100:
             raise InvalidInputError("usage_threshold", "must be a percentage above 0 and at most 100")

@@ -35,11 +35,14 @@ class UsageReading(NamedTuple):
     :param percent: the highest of call count, CPU time and total time, in percent of the limit.
     :param regain_seconds: how long until access is regained, when Graph said so (0 otherwise).
     :param observed_at: ``time.monotonic()`` when the answer arrived.
+    :param source: where it came from: ``answer`` (a usage header of this process's answer),
+        ``throttle`` (a refusal without one), or ``shared by <process>`` (another process's).
     """
 
     percent: float
     regain_seconds: float
     observed_at: float
+    source: str = "answer"
 
 
 class UsageReport(NamedTuple):
@@ -295,6 +298,14 @@ class UsageStore:
                 flow.in_flight += 1
                 flow.unreflected += 1
 
+    def withdraw(self, budgets: tuple[BudgetKey, ...]) -> None:
+        """A call counted as out by :meth:`admit` was not sent after all."""
+        with self._lock:
+            for key in budgets:
+                flow = self._flow_of(key)
+                flow.in_flight = max(0, flow.in_flight - 1)
+                flow.unreflected = max(0, flow.unreflected - 1)
+
     def settle(
         self, budgets: tuple[BudgetKey, ...], connection: ConnectionKey, scope: CallScope, report: UsageReport | None
     ) -> None:
@@ -304,6 +315,31 @@ class UsageStore:
                 self._record(connection, scope, report)
             for key in budgets:
                 self._flow_of(key).in_flight -= 1
+
+    def reading_of(self, key: BudgetKey) -> UsageReading | None:
+        """The latest reading of one budget (an app's or a WABA's)."""
+        return self._app.get(key) if isinstance(key, ConnectionKey) else self._business.get(key)
+
+    def per_call(self, key: BudgetKey) -> float:
+        """What one call costs of a budget, in percent, as far as this process can tell (an upper bound)."""
+        flow = self._flow.get(key)
+        return flow.per_call if flow is not None else 100.0
+
+    def merge_reading(self, key: BudgetKey, reading: UsageReading, per_call: float) -> bool:
+        """Take another process's reading of a budget when it is newer than this process's own."""
+        with self._lock:
+            own = self.reading_of(key)
+            if own is not None and own.observed_at >= reading.observed_at:
+                return False
+            if isinstance(key, ConnectionKey):
+                self._app[key] = reading
+            else:
+                self._business[key] = reading
+            flow = self._flow_of(key)
+            flow.per_call = min(flow.per_call, max(per_call, 0.01))
+            # Its calls still out may or may not be in the other process's reading: as if not.
+            flow.unreflected = flow.in_flight
+            return True
 
     def _flow_of(self, key: BudgetKey) -> _Flow:
         flow = self._flow.get(key)
@@ -315,7 +351,7 @@ class UsageStore:
         self, connection: ConnectionKey, object_id: str | None, regain_seconds: float, now: float | None = None
     ) -> None:
         """A throttle answer without a usage header for its budget: that budget is at 100 %."""
-        reading = UsageReading(100.0, max(0.0, regain_seconds), time.monotonic() if now is None else now)
+        reading = UsageReading(100.0, max(0.0, regain_seconds), time.monotonic() if now is None else now, "throttle")
         with self._lock:
             if object_id is None:
                 self._app[connection] = reading

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -11,7 +12,12 @@ import requests
 from airflow.providers.common.compat.sdk import BaseHook
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from airflow_provider_whatsapp.exceptions import GraphAPIError, GraphConnectionError, GraphPermanentError
+from airflow_provider_whatsapp.exceptions import (
+    BudgetWaitRequired,
+    GraphAPIError,
+    GraphConnectionError,
+    GraphPermanentError,
+)
 from airflow_provider_whatsapp.hooks import calls
 from airflow_provider_whatsapp.hooks.calls import LIST_PAGE_SIZE, GraphCall
 from airflow_provider_whatsapp.hooks.connection import (
@@ -19,14 +25,14 @@ from airflow_provider_whatsapp.hooks.connection import (
     DEFAULT_CONN_ID,
     mask_secret_value,
     settings_from_connection,
+    shared_view_for,
 )
+from airflow_provider_whatsapp.hooks.driving import conversation_steps, graph_exchange
 from airflow_provider_whatsapp.hooks.exchange import (
     GraphExchange,
     RawResponse,
     Send,
     Sleep,
-    conversation_steps,
-    graph_exchange,
 )
 from airflow_provider_whatsapp.hooks.graph import (
     GraphRequest,
@@ -34,6 +40,8 @@ from airflow_provider_whatsapp.hooks.graph import (
     GraphSettings,
     connection_error,
 )
+from airflow_provider_whatsapp.hooks.metrics import StatsObserver
+from airflow_provider_whatsapp.hooks.shared_view import Share, SharedView, run_share
 from airflow_provider_whatsapp.hooks.usage import USAGE_STORE, CallScope, ConnectionKey, UsageReading
 
 T = TypeVar("T")
@@ -101,6 +109,9 @@ class WhatsAppBusinessHook(BaseHook):
         self._settings: GraphSettings | None = None
         self._session: requests.Session | None = None
         self._connection_key: ConnectionKey | None = None
+        #: Set by operators: a wait for a budget longer than the policy's ``defer_wait_over``
+        #: raises :class:`~airflow_provider_whatsapp.exceptions.BudgetWaitRequired` instead of sleeping.
+        self.defer_budget_waits = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(whatsapp_conn_id={self.whatsapp_conn_id!r})"
@@ -230,7 +241,7 @@ class WhatsAppBusinessHook(BaseHook):
 
         :param conversation: yields :class:`~airflow_provider_whatsapp.hooks.calls.GraphCall` s,
             each sent with the hook's retry and pacing policy (see
-            :func:`~airflow_provider_whatsapp.hooks.exchange.conversation_steps`).
+            :func:`~airflow_provider_whatsapp.hooks.driving.conversation_steps`).
         :param answer: answers whatever else the conversation yields.
         """
         steps = conversation_steps(conversation, self._exchange_for)
@@ -241,8 +252,17 @@ class WhatsAppBusinessHook(BaseHook):
                 if isinstance(action, Send):
                     reply = self._transport(action.request)
                 elif isinstance(action, Sleep):
+                    if (
+                        action.for_budget
+                        and self.defer_budget_waits
+                        and action.seconds > self.retry_policy.defer_wait_over
+                    ):
+                        raise BudgetWaitRequired(action.seconds)
                     self._sleep(action.seconds)
                     reply = None
+                elif isinstance(action, Share):
+                    assert self.shared_view is not None
+                    reply = run_share(self.shared_view.backend, action)
                 elif answer is not None:
                     reply = answer(action)
                 else:
@@ -256,8 +276,24 @@ class WhatsAppBusinessHook(BaseHook):
         if graph_call.note:
             self.log.info("%s", graph_call.note)
         return graph_exchange(
-            self.settings, graph_call, policy=self.retry_policy, connection=self.connection_key, log=self.log
+            self.settings,
+            graph_call,
+            policy=self.retry_policy,
+            connection=self.connection_key,
+            log=self.log,
+            shared=self.shared_view,
+            observer=self.observer,
         )
+
+    @functools.cached_property
+    def observer(self) -> StatsObserver:
+        """Reports this hook's calls as Airflow metrics."""
+        return StatsObserver(self.whatsapp_conn_id)
+
+    @property
+    def shared_view(self) -> SharedView | None:
+        """The deployment's shared view of the budgets this hook's calls spend (see ``budget_store``)."""
+        return shared_view_for(self.settings.budget_store)
 
     # ------------------------------------------------------------------ phone numbers
 

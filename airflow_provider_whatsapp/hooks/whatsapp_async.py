@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar, cast
 
@@ -12,6 +13,7 @@ from typing import Any, TypeVar, cast
 import aiohttp
 from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.common.compat.sdk import BaseHook
+from asgiref.sync import sync_to_async
 
 from airflow_provider_whatsapp.exceptions import GraphConnectionError
 from airflow_provider_whatsapp.hooks import calls
@@ -21,14 +23,14 @@ from airflow_provider_whatsapp.hooks.connection import (
     DEFAULT_CONN_ID,
     mask_secret_value,
     settings_from_connection,
+    shared_view_for,
 )
+from airflow_provider_whatsapp.hooks.driving import conversation_steps, graph_exchange
 from airflow_provider_whatsapp.hooks.exchange import (
     GraphExchange,
     RawResponse,
     Send,
     Sleep,
-    conversation_steps,
-    graph_exchange,
 )
 from airflow_provider_whatsapp.hooks.graph import (
     USER_AGENT,
@@ -37,6 +39,8 @@ from airflow_provider_whatsapp.hooks.graph import (
     GraphSettings,
     connection_error,
 )
+from airflow_provider_whatsapp.hooks.metrics import StatsObserver
+from airflow_provider_whatsapp.hooks.shared_view import Share, run_share
 from airflow_provider_whatsapp.hooks.usage import ConnectionKey
 
 T = TypeVar("T")
@@ -150,7 +154,7 @@ class WhatsAppBusinessAsyncHook(BaseHook):
 
         :param conversation: yields :class:`~airflow_provider_whatsapp.hooks.calls.GraphCall` s,
             each sent with the hook's retry and pacing policy (see
-            :func:`~airflow_provider_whatsapp.hooks.exchange.conversation_steps`).
+            :func:`~airflow_provider_whatsapp.hooks.driving.conversation_steps`).
         :param answer: answers whatever else the conversation yields (for example the onboarding
             conversation's need of a verification code).
         """
@@ -158,6 +162,8 @@ class WhatsAppBusinessAsyncHook(BaseHook):
         connection = await self.connection_key()
         assert self._retry_policy is not None
         policy = self._retry_policy
+        shared = shared_view_for(settings.budget_store)
+        observer = StatsObserver(self.whatsapp_conn_id)
 
         def exchange_for(graph_call: GraphCall) -> GraphExchange:
             if self._mask_call_secrets:
@@ -167,7 +173,14 @@ class WhatsAppBusinessAsyncHook(BaseHook):
                 self.log.info("%s", graph_call.note)
             # Tells trigger traffic apart in Graph's (and the sandbox's) request logs.
             return graph_exchange(
-                settings, graph_call, policy=policy, connection=connection, log=self.log, user_agent=self._user_agent
+                settings,
+                graph_call,
+                policy=policy,
+                connection=connection,
+                log=self.log,
+                user_agent=self._user_agent,
+                shared=shared,
+                observer=observer,
             )
 
         steps = conversation_steps(conversation, exchange_for)
@@ -180,6 +193,10 @@ class WhatsAppBusinessAsyncHook(BaseHook):
                 elif isinstance(action, Sleep):
                     await self._sleep(action.seconds)
                     reply = None
+                elif isinstance(action, Share):
+                    assert shared is not None
+                    # Off the loop: a Variable goes through the triggerer's supervisor, Redis over a socket.
+                    reply = await sync_to_async(run_share)(shared.backend, action)
                 elif answer is not None:
                     reply = await answer(action)
                 else:
@@ -220,38 +237,39 @@ class _LoopSessions:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[int, list[Any]] = {}
+        # By the loop itself, held weakly: an ended loop's id() can come back for a new loop.
+        self._entries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = weakref.WeakKeyDictionary()
         self._proxies: dict[str, str | None] = {}
 
     @property
     def session(self) -> Any:
-        return self._entries[id(asyncio.get_running_loop())][0]
+        return self._entries[asyncio.get_running_loop()][0]
 
     async def acquire(self) -> None:
-        loop_id = id(asyncio.get_running_loop())
-        entry = self._entries.get(loop_id)
+        loop = asyncio.get_running_loop()
+        entry = self._entries.get(loop)
         if entry is None or entry[0].closed:
             # Loading a CA bundle into a TLS context is slow on a busy triggerer: once per process,
             # and off the loop that serves every other trigger.
             context = await asyncio.to_thread(_tls_context)
-            entry = self._entries.get(loop_id)
+            entry = self._entries.get(loop)
             if entry is None or entry[0].closed:
                 connector = aiohttp.TCPConnector(limit=ASYNC_POOL_SIZE, ssl=context)
                 # No cookies, no environment: .netrc credentials would replace the token.
                 session = aiohttp.ClientSession(
                     connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
                 )
-                entry = self._entries[loop_id] = [session, 0]
+                entry = self._entries[loop] = [session, 0]
         entry[1] += 1
 
     async def release(self) -> None:
-        loop_id = id(asyncio.get_running_loop())
-        entry = self._entries.get(loop_id)
+        loop = asyncio.get_running_loop()
+        entry = self._entries.get(loop)
         if entry is None:
             return
         entry[1] -= 1
         if entry[1] <= 0:
-            del self._entries[loop_id]
+            del self._entries[loop]
             await entry[0].close()
 
     def proxy_for(self, host: str) -> str | None:

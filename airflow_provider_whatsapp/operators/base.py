@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_whatsapp import validation
-from airflow_provider_whatsapp.exceptions import GraphAPIError, InvalidInputError, WhatsAppProviderError
+from airflow_provider_whatsapp.exceptions import (
+    BudgetWaitRequired,
+    GraphAPIError,
+    InvalidInputError,
+    WhatsAppProviderError,
+)
 from airflow_provider_whatsapp.hooks.mixin import WHATSAPP_GREEN, WhatsAppHookMixin
 
 if TYPE_CHECKING:
@@ -42,12 +48,25 @@ class WhatsAppBaseOperator(WhatsAppHookMixin, BaseOperator):
         self.whatsapp_conn_id = whatsapp_conn_id
 
     def execute(self, context: Context) -> Any:
+        # A long wait for Graph's budget is spent in the triggerer, not in this worker slot.
+        self.hook.defer_budget_waits = True
         try:
             return self.execute_graph(context)
+        except BudgetWaitRequired as wait:
+            from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
+
+            self.log.info("Deferring for %.0fs: %s; the call is made once it is regained", wait.seconds, wait)
+            self.defer(
+                trigger=TimeDeltaTrigger(timedelta(seconds=wait.seconds)), method_name="resume_after_budget_wait"
+            )
         except WhatsAppProviderError as error:
             # Kept beside the failed task so that a report task downstream can say why.
             context["ti"].xcom_push(key=ERROR_XCOM_KEY, value=error_details(error))
             raise
+
+    def resume_after_budget_wait(self, context: Context, event: Any = None) -> Any:
+        """Resume after a budget wait in the triggerer: do the work again (nothing was sent twice)."""
+        return self.execute(context)
 
     def execute_graph(self, context: Context) -> Any:
         """The operator's work; errors it raises are also recorded under the XCom key ``whatsapp_error``."""

@@ -78,6 +78,11 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--app-rate-limit", type=int, default=None, help="calls per window for the app (default: none)")
     parser.add_argument("--rate-window", type=float, default=3600.0, help="rate-limit window in seconds")
+    parser.add_argument(
+        "--rate-window-from-first-call",
+        action="store_true",
+        help="each WABA's rate-limit windows start at its first call (default: at the sandbox's start)",
+    )
     parser.add_argument("--fixed-code", default=None, help="always send this 6-digit verification code")
     parser.add_argument("--name-review-delay", type=float, default=0.0, help="seconds until names are approved")
     parser.add_argument("--connect-delay", type=float, default=0.0, help="seconds from register to CONNECTED")
@@ -106,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             waba_rate_limits=dict(args.waba_rate_limit),
             app_rate_limit=args.app_rate_limit,
             rate_window=args.rate_window,
+            rate_window_from_first_call=args.rate_window_from_first_call,
             fixed_code=args.fixed_code,
             name_review_delay=args.name_review_delay,
             connect_delay=args.connect_delay,

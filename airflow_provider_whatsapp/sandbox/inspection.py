@@ -118,6 +118,11 @@ class SandboxInspection:
         """Sandbox-clock time at which rate-limit window 0 started; windows follow back to back."""
         return self._limits.origin
 
+    def rate_window_anchor(self, waba_id: str) -> float:
+        """Sandbox-clock time at which window 0 of ``waba_id``'s budget started (``rate_window_from_first_call``)."""
+        with self._lock:
+            return self._limits.anchor(waba_id)
+
     @property
     def rate_window_start(self) -> float:
         """Sandbox-clock time at which the current rate-limit window started."""

@@ -78,6 +78,9 @@ class RateLimits:
         no limit.
     :param waba_limits: calls per window of particular WABAs, by WABA ID.
     :param app_limit: calls per window for the whole app; ``None`` for no limit.
+    :param from_first_call: each WABA's windows start at its own first call (``origin + k *
+        window`` for the app's), as a budget nothing has spent starts counting when it is first
+        spent; otherwise every window starts at ``origin + k * window``.
     """
 
     def __init__(
@@ -88,10 +91,13 @@ class RateLimits:
         default_limit: int | None = None,
         waba_limits: dict[str, int | None] | None = None,
         app_limit: int | None = None,
+        from_first_call: bool = False,
     ) -> None:
         self.clock = clock
         self.window = window
         self.origin = origin
+        self.from_first_call = from_first_call
+        self.anchors: dict[str, float] = {}
         self.default_limit = checked_limit("rate_limit", default_limit)
         self.app_limit = checked_limit("app_rate_limit", app_limit)
         self.waba_limits: dict[str, int | None] = {}
@@ -113,13 +119,19 @@ class RateLimits:
         """The calls per window ``waba_id`` may make; ``None`` for no limit."""
         return self.waba_limits.get(waba_id, self.default_limit)
 
-    def current_window(self) -> int:
-        """The index of the window the sandbox clock is in now."""
-        return int((self.clock.now() - self.origin) // self.window)
+    def anchor(self, waba_id: str | None) -> float:
+        """Sandbox-clock time at which window 0 of ``waba_id``'s budget starts (``None``: the app's)."""
+        if waba_id is None or not self.from_first_call:
+            return self.origin
+        return self.anchors.get(waba_id, self.clock.now())
 
-    def window_start(self, index: int) -> float:
-        """Sandbox-clock time at which window ``index`` starts."""
-        return self.origin + index * self.window
+    def current_window(self, waba_id: str | None = None) -> int:
+        """The index of the window the sandbox clock is in now, for ``waba_id``'s budget (``None``: the app's)."""
+        return int((self.clock.now() - self.anchor(waba_id)) // self.window)
+
+    def window_start(self, index: int, waba_id: str | None = None) -> float:
+        """Sandbox-clock time at which window ``index`` of ``waba_id``'s budget starts."""
+        return self.anchor(waba_id) + index * self.window
 
     def count_call(self, waba_id: str | None, usage_type: str = MANAGEMENT_USAGE) -> None:
         """Count one call against the app and, if it is about one, against its WABA.
@@ -129,9 +141,11 @@ class RateLimits:
         :raises SandboxErrorAnswer: code 4 past the app's budget, 80008 past the WABA's; then
             nothing is counted and the error carries the usage headers.
         """
-        index = self.current_window()
-        if self.app_limit is not None and self.app_calls_per_window[index] >= self.app_limit:
-            self.rejections.append(Rejection(self.clock.now(), index, waba_id, APP_THROTTLED))
+        if waba_id is not None and self.from_first_call:
+            self.anchors.setdefault(waba_id, self.clock.now())
+        app_index, index = self.current_window(), self.current_window(waba_id)
+        if self.app_limit is not None and self.app_calls_per_window[app_index] >= self.app_limit:
+            self.rejections.append(Rejection(self.clock.now(), app_index, waba_id, APP_THROTTLED))
             raise SandboxErrorAnswer(
                 APP_THROTTLED,
                 "(#4) Application request limit reached",
@@ -141,7 +155,7 @@ class RateLimits:
         limit = None if waba_id is None else self.limit_for(waba_id)
         if waba_id is not None and limit is not None and self.calls_per_window[(waba_id, index)] >= limit:
             self.rejections.append(Rejection(self.clock.now(), index, waba_id, WABA_THROTTLED))
-            minutes = self._minutes_to_regain(index)
+            minutes = self._minutes_to_regain(index, waba_id)
             raise SandboxErrorAnswer(
                 WABA_THROTTLED,
                 "(#80008) There have been too many calls to this WhatsApp Business account. Wait a bit and try again.",
@@ -151,29 +165,31 @@ class RateLimits:
                 ),
                 headers=self.usage_headers(waba_id, usage_type),
             )
-        self.app_calls_per_window[index] += 1
+        self.app_calls_per_window[app_index] += 1
         if waba_id is not None:
             self.calls_per_window[(waba_id, index)] += 1
 
     def usage_headers(self, waba_id: str | None, usage_type: str = MANAGEMENT_USAGE) -> Headers:
         """``X-Business-Use-Case-Usage`` for ``waba_id`` (none without one) and ``X-App-Usage``."""
-        index = self.current_window()
         headers: Headers = []
         if waba_id is not None:
+            index = self.current_window(waba_id)
             count, limit = self.calls_per_window[(waba_id, index)], self.limit_for(waba_id)
             entry = {
                 "type": usage_type,
                 **_usage_percentages(count, limit),
-                "estimated_time_to_regain_access": self._minutes_to_regain(index) if _spent(count, limit) else 0,
+                "estimated_time_to_regain_access": self._minutes_to_regain(index, waba_id)
+                if _spent(count, limit)
+                else 0,
             }
             headers.append(("X-Business-Use-Case-Usage", _compact({waba_id: [entry]})))
-        app = _usage_percentages(self.app_calls_per_window[index], self.app_limit)
+        app = _usage_percentages(self.app_calls_per_window[self.current_window()], self.app_limit)
         headers.append(("X-App-Usage", _compact(app)))
         return headers
 
-    def _minutes_to_regain(self, index: int) -> int:
+    def _minutes_to_regain(self, index: int, waba_id: str | None = None) -> int:
         # Graph announces whole minutes, rounded up: waiting them never lands before the reset.
-        seconds = self.window_start(index + 1) - self.clock.now()
+        seconds = self.window_start(index + 1, waba_id) - self.clock.now()
         return max(1, math.ceil(seconds / 60.0))
 
 

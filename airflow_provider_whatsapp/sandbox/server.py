@@ -55,6 +55,8 @@ class GraphSandbox(SandboxInspection):
     :param rate_limit: calls per window each WABA may make (its business-use-case budget);
         ``None`` for no limit. Past it Graph's 80008.
     :param rate_window: the fixed window's length, in sandbox-clock seconds.
+    :param rate_window_from_first_call: each WABA's windows start at its own first call instead of
+        at the sandbox's start (as a budget nothing spent starts counting when first spent).
     :param fixed_code: the verification code to "send" every time; random when ``None``.
     :param name_review_delay: seconds from create until a pending display name is approved.
     :param connect_delay: seconds from register until the number is ``CONNECTED``.
@@ -75,6 +77,7 @@ class GraphSandbox(SandboxInspection):
         waba_id: str = DEFAULT_WABA_ID,
         rate_limit: int | None = None,
         rate_window: float = 3600.0,
+        rate_window_from_first_call: bool = False,
         fixed_code: str | None = None,
         name_review_delay: float = 0.0,
         connect_delay: float = 0.0,
@@ -97,6 +100,7 @@ class GraphSandbox(SandboxInspection):
         self.default_waba_id = waba_id
         self.rate_limit = rate_limit
         self.rate_window = rate_window
+        self.rate_window_from_first_call = rate_window_from_first_call
         self.app_rate_limit = app_rate_limit
         self.settings = SandboxSettings(app_secret, fixed_code, name_review_delay, connect_delay, code_request_cooldown)
         self._initial_wabas = [str(int(waba_id) + offset) for offset in range(wabas)]
@@ -129,6 +133,7 @@ class GraphSandbox(SandboxInspection):
             default_limit=self.rate_limit,
             waba_limits=self._initial_limits,
             app_limit=self.app_rate_limit,
+            from_first_call=self.rate_window_from_first_call,
         )
 
     def _fresh_state(self) -> SandboxState:
@@ -209,8 +214,10 @@ class GraphSandbox(SandboxInspection):
             if self._outage is not outage:  # stopped meanwhile
                 return
             self._outage = None
-            self._unreachable.clear()
+            # Listening again before it says so: whoever waits for the outage to end finds the
+            # port served (requests that arrive meanwhile wait on the lock, then are served).
             self.start()
+            self._unreachable.clear()
 
     @property
     def unreachable(self) -> bool:

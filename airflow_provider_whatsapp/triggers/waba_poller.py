@@ -52,7 +52,8 @@ class WabaStatusPoller:
     :param hook_factory: builds the async hook (one per poller).
     """
 
-    _pollers: dict[tuple[int, str, str], WabaStatusPoller] = {}
+    # By the loop itself, not its id(): an ended loop's id() can come back for a new loop.
+    _pollers: dict[tuple[asyncio.AbstractEventLoop, str, str], WabaStatusPoller] = {}
 
     def __init__(self, whatsapp_conn_id: str, waba_id: str, hook_factory: Callable[[], Any]) -> None:
         self.whatsapp_conn_id = whatsapp_conn_id
@@ -66,7 +67,11 @@ class WabaStatusPoller:
     @classmethod
     def for_waba(cls, whatsapp_conn_id: str, waba_id: str, hook_factory: Callable[[], Any]) -> WabaStatusPoller:
         """The poller of this event loop for (connection, WABA), created on first use."""
-        key = (id(asyncio.get_running_loop()), whatsapp_conn_id, waba_id)
+        loop = asyncio.get_running_loop()
+        for stale in [key for key in cls._pollers if key[0].is_closed()]:
+            # Its loop ended without its last trigger unsubscribing (a test's, an aborted run's).
+            del cls._pollers[stale]
+        key = (loop, whatsapp_conn_id, waba_id)
         poller = cls._pollers.get(key)
         if poller is None:
             poller = cls._pollers[key] = cls(whatsapp_conn_id, waba_id, hook_factory)
@@ -90,7 +95,7 @@ class WabaStatusPoller:
         """Stop serving a trigger (it fired, was cancelled, or moved to another triggerer)."""
         self._subscriptions.discard(subscription)
         if not self._subscriptions:
-            key = (id(asyncio.get_running_loop()), self.whatsapp_conn_id, self.waba_id)
+            key = (asyncio.get_running_loop(), self.whatsapp_conn_id, self.waba_id)
             if self._pollers.get(key) is self:
                 del self._pollers[key]
             if self._task is not None:

@@ -1,0 +1,330 @@
+"""The deployment's one view of Graph's budgets, shared by every task process, worker and triggerer.
+
+Airflow runs each task in a process of its own, on one machine or many, and each triggerer is a
+process too: what one of them learns of a budget (a usage header, an 80008, a regain time) is
+written here and read by the others before they call. Two kinds of record, per budget (an app's,
+or a WABA's under that app):
+
+- the latest **reading**: percent used, when access is regained (in Graph's clock when its answer
+  had a ``Date``, else the writer's, and which one), when and by whom it was seen;
+- a short **lease**: near the end of a budget, the one process allowed to send its next call, so
+  that many processes starting at once never all send into the last few calls Graph allows.
+
+Backends: :class:`VariableBudgets` (the default: Airflow Variables, which every task and trigger
+reaches on every supported Airflow, through the Task SDK on Airflow 3), :class:`RedisBudgets`
+(optional, for large Celery deployments, with atomic leases) and :class:`ProcessBudgets`
+(nothing shared: the process's own store only). A backend that cannot be reached degrades to the
+process's own view with a warning, never a failed call. No Airflow context here beyond the
+Variable accessor the default backend is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+log = logging.getLogger(__name__)
+
+#: Variables holding budgets start with this, then a hash of the connection and the budget.
+VARIABLE_PREFIX = "whatsapp_budget"
+#: A reading written further in the future than this (clock skew, a broken writer) is ignored.
+FUTURE_TOLERANCE = 30.0
+#: A reading older than this says nothing about a budget any more (Graph's windows are an hour).
+MAX_READING_AGE = 3600.0
+# Warnings about an unreachable store are repeated at most this often.
+WARN_EVERY = 60.0
+#: A store that failed is not asked again for this long (each call goes on from its process's view).
+RETRY_AFTER = 10.0
+
+#: This process, as leases and readings name their holder and writer.
+PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class SharedReading(NamedTuple):
+    """
+    A budget's latest reading as the deployment shares it; times are ``time.time()`` seconds.
+
+    :param percent: percent of the budget used.
+    :param regain_at: when access is regained (0: not announced), in the clock of ``clock``.
+    :param observed_at: when the answer carrying the reading arrived, in the writer's clock.
+    :param clock: ``graph`` when ``regain_at`` is Graph's own time (its answer's ``Date``), so
+        that a reader on another machine needs no clock of the writer's; ``writer`` otherwise.
+    :param per_call: percent of the budget one call costs, as the writer estimated it.
+    :param writer: the process that wrote it.
+    """
+
+    percent: float
+    regain_at: float
+    observed_at: float
+    clock: str
+    per_call: float
+    writer: str
+
+    def to_json(self) -> str:
+        return json.dumps(self._asdict(), separators=(",", ":"))
+
+
+def parse_reading(raw: Any, now: float) -> SharedReading | None:
+    """A stored reading, checked; ``None`` for anything corrupt, from the future, or too old to matter."""
+    try:
+        data = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+        if not isinstance(data, Mapping):
+            return None
+        values = [float(data[name]) for name in ("percent", "regain_at", "observed_at", "per_call")]
+        clock, writer = str(data["clock"]), str(data["writer"])
+    except (KeyError, TypeError, ValueError, RecursionError):
+        return None
+    percent, regain_at, observed_at, per_call = values
+    if not all(math.isfinite(value) for value in values) or clock not in ("graph", "writer"):
+        return None
+    if not 0 <= percent <= 1000 or not 0 <= per_call <= 100 or regain_at < 0:
+        return None
+    if observed_at > now + FUTURE_TOLERANCE or now - observed_at > MAX_READING_AGE:
+        return None
+    return SharedReading(percent, regain_at, observed_at, clock, per_call, writer)
+
+
+def budget_name(host: str, conn_id: str, waba_id: str | None) -> str:
+    """The store's name of a budget: the connection's (host and ID) hashed, and the WABA, or ``app``.
+
+    Two connections with the same token and different hosts are different apps' budgets; the
+    hash keeps the connection's details out of the Variable's key.
+    """
+    connection = hashlib.sha256(f"{host}\n{conn_id}".encode()).hexdigest()[:16]
+    return f"{VARIABLE_PREFIX}.{connection}.{waba_id or 'app'}"
+
+
+class SharedBudgets(Protocol):
+    """A deployment-wide view of budgets, by :func:`budget_name`."""
+
+    #: Entries read that were ignored (corrupt, from the future, too old), by reason.
+    ignored: Counter[str]
+
+    def read(self, name: str) -> SharedReading | None: ...
+
+    def write(self, name: str, reading: SharedReading) -> None: ...
+
+    def claim(self, name: str, seconds: float) -> bool:
+        """Whether this process may send its next call on the budget (a lease of ``seconds``)."""
+        ...
+
+    def release(self, name: str) -> None: ...
+
+
+class _Guarded:
+    """What every backend shares: a store that cannot be reached is the process's own view, with a warning."""
+
+    description = "budgets"
+
+    def __init__(self) -> None:
+        self.ignored: Counter[str] = Counter()
+        self.failures = 0
+        self._warned_at = -math.inf
+        self._down_until = -math.inf
+        self._lock = threading.Lock()
+
+    @property
+    def down(self) -> bool:
+        """Whether the store failed a moment ago: it is not asked again until ``RETRY_AFTER`` passed."""
+        return time.monotonic() < self._down_until
+
+    def _unreachable(self, what: str, error: BaseException) -> None:
+        self.failures += 1
+        now = time.monotonic()
+        # Not asked again for a while: each call would otherwise wait for the same failure.
+        self._down_until = now + RETRY_AFTER
+        with self._lock:
+            if now - self._warned_at < WARN_EVERY:
+                return
+            self._warned_at = now
+        log.warning(
+            "The shared %s could not be %s (%s: %s); pacing goes on from this process's own readings",
+            self.description,
+            what,
+            type(error).__name__,
+            error,
+        )
+
+    def _parsed(self, raw: Any) -> SharedReading | None:
+        if raw is None:
+            return None
+        reading = parse_reading(raw, time.time())
+        if reading is None:
+            self.ignored["unreadable, from the future or too old"] += 1
+        return reading
+
+
+class ProcessBudgets(_Guarded):
+    """Nothing shared: every process paces from its own readings only."""
+
+    description = "budgets (none)"
+
+    def read(self, name: str) -> SharedReading | None:
+        return None
+
+    def write(self, name: str, reading: SharedReading) -> None:
+        return None
+
+    def claim(self, name: str, seconds: float) -> bool:
+        return True
+
+    def release(self, name: str) -> None:
+        return None
+
+
+class VariableAccess(Protocol):
+    """Airflow's ``Variable`` (``get`` with a default, ``set``), as common-compat gives it."""
+
+    def get(self, key: str, default: Any, /) -> Any: ...
+
+    def set(self, key: str, value: Any) -> Any: ...
+
+
+class VariableBudgets(_Guarded):
+    """
+    Budgets in Airflow Variables: reachable from every task and trigger, on every supported Airflow.
+
+    Variables have no compare-and-set, so a lease is taken by writing it, waiting ``settle``
+    seconds for a rival's write to land, and reading it back: the one whose name is read back
+    holds it. A rival that wrote in that time is read back instead, so at most one holder comes
+    out of writes that overlap; writes further apart see each other's lease.
+
+    :param variables: Airflow's ``Variable`` (or anything with its ``get`` and ``set``).
+    :param settle: seconds between writing a lease and reading it back.
+    :param sleep: waits ``settle`` (tests pass their own).
+    """
+
+    description = "budgets in Airflow Variables"
+
+    def __init__(
+        self, variables: VariableAccess, settle: float = 0.05, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        super().__init__()
+        self.variables = variables
+        self.settle = settle
+        self.sleep = sleep
+
+    def read(self, name: str) -> SharedReading | None:
+        if self.down:
+            return None
+        try:
+            raw = self.variables.get(name, None)
+        except Exception as error:  # the Task SDK's and the metadata database's own errors
+            self._unreachable("read", error)
+            return None
+        return self._parsed(raw)
+
+    def write(self, name: str, reading: SharedReading) -> None:
+        if self.down:
+            return
+        try:
+            self.variables.set(name, reading.to_json())
+        except Exception as error:
+            self._unreachable("written", error)
+
+    def claim(self, name: str, seconds: float) -> bool:
+        if self.down:
+            return True
+        lease = f"{name}.lease"
+        try:
+            held = _lease_holder(self.variables.get(lease, None), time.time())
+            if held not in (None, PROCESS_ID):
+                return False
+            self.variables.set(lease, json.dumps({"holder": PROCESS_ID, "until": time.time() + seconds}))
+            self.sleep(self.settle)
+            return _lease_holder(self.variables.get(lease, None), time.time()) == PROCESS_ID
+        except Exception as error:
+            self._unreachable("asked for a lease", error)
+            return True
+
+    def release(self, name: str) -> None:
+        if self.down:
+            return
+        lease = f"{name}.lease"
+        try:
+            if _lease_holder(self.variables.get(lease, None), time.time()) == PROCESS_ID:
+                self.variables.set(lease, json.dumps({"holder": PROCESS_ID, "until": 0}))
+        except Exception as error:
+            self._unreachable("handed a lease back", error)
+
+
+class RedisBudgets(_Guarded):
+    """
+    Budgets in Redis, which a Celery deployment already runs for its broker: one round trip a
+    read or a write, and a lease that is one atomic ``SET NX PX``.
+
+    :param url: the Redis URL (``redis://host:port/db``); needs the ``redis`` package.
+    :param timeout: seconds for each command.
+    """
+
+    description = "budgets in Redis"
+
+    def __init__(self, url: str, timeout: float = 1.0) -> None:
+        super().__init__()
+        import redis
+
+        self.url = url
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url=<hidden>)"
+
+    def read(self, name: str) -> SharedReading | None:
+        if self.down:
+            return None
+        try:
+            raw = self.client.get(name)
+        except Exception as error:  # redis' own connection and timeout errors
+            self._unreachable("read", error)
+            return None
+        return self._parsed(raw)
+
+    def write(self, name: str, reading: SharedReading) -> None:
+        if self.down:
+            return
+        try:
+            self.client.set(name, reading.to_json(), ex=int(MAX_READING_AGE))
+        except Exception as error:
+            self._unreachable("written", error)
+
+    def claim(self, name: str, seconds: float) -> bool:
+        if self.down:
+            return True
+        try:
+            lease = f"{name}.lease"
+            if self.client.set(lease, PROCESS_ID, nx=True, px=max(1, int(seconds * 1000))):
+                return True
+            return bool(self.client.get(lease) == PROCESS_ID.encode())
+        except Exception as error:
+            self._unreachable("asked for a lease", error)
+            return True
+
+    def release(self, name: str) -> None:
+        if self.down:
+            return
+        try:
+            lease = f"{name}.lease"
+            if self.client.get(lease) == PROCESS_ID.encode():
+                self.client.delete(lease)
+        except Exception as error:
+            self._unreachable("handed a lease back", error)
+
+
+def _lease_holder(raw: Any, now: float) -> str | None:
+    try:
+        data = json.loads(raw) if isinstance(raw, (str, bytes)) else None
+        if isinstance(data, Mapping) and float(data["until"]) > now:
+            return str(data["holder"])
+    except (KeyError, TypeError, ValueError, RecursionError):
+        pass
+    return None

@@ -1,0 +1,200 @@
+"""How each call takes part in the deployment's shared view of its budgets.
+
+Before a call, the readings other processes shared of its budgets are read (before every call
+near a budget's end, at most once per ``refresh`` seconds before) and merged into the process's
+store when newer than its own; near the end of a budget, the call waits for the budget's lease, so
+that one process sends at a time. After it, a reading worth telling (near the end or spent; past
+three quarters, when it moved on; back in a new window) is written for the others and the lease
+handed back.
+The exchange core yields these as :class:`Share` steps, and each hook's driver carries them out
+against the backend (:mod:`~airflow_provider_whatsapp.hooks.budgets`): no I/O here.
+
+Clocks: a regain time is shared as an absolute time in Graph's own clock (its answer's ``Date``)
+when there is one, so a reader on another machine converts it with its own offset to Graph's
+clock, measured from its own answers; otherwise in the writer's clock.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from collections.abc import Generator, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, NamedTuple
+
+from airflow_provider_whatsapp.hooks.budgets import PROCESS_ID, SharedBudgets, SharedReading, budget_name
+from airflow_provider_whatsapp.hooks.usage import BudgetKey, ConnectionKey, UsageReading, UsageStore
+
+#: A reading at or past this percent is shared with the others (and below it, a change of window).
+SHARE_FROM_PERCENT = 75.0
+#: ...again once it moved this many points on, or once per refresh.
+SHARE_STEP = 5.0
+#: So many calls could be sent at once across a deployment; a budget with fewer than this left
+#: (by its per-call cost) is sent into one call at a time, under its lease.
+LEASE_HEADROOM_CALLS = 16
+# Graph's Date header has whole seconds, and clocks drift: a shared regain time is waited this
+# much longer.
+REGAIN_MARGIN = 1.0
+_OFFSET_SAMPLES = 16
+
+
+class Share(NamedTuple):
+    """
+    A step against the shared budgets; the driver sends back what the backend answered.
+
+    :param op: ``read`` (answered with a :class:`SharedReading` or ``None``), ``claim`` (answered
+        ``True`` when this process holds the lease), ``write`` or ``release`` (answered ``None``).
+    :param name: the budget's name (:func:`~airflow_provider_whatsapp.hooks.budgets.budget_name`).
+    :param reading: what ``write`` writes.
+    :param seconds: how long a ``claim``'s lease lasts.
+    """
+
+    op: str
+    name: str
+    reading: SharedReading | None = None
+    seconds: float = 0.0
+
+
+def run_share(backend: SharedBudgets, share: Share) -> Any:
+    """Carry out one :class:`Share` step against a backend (the drivers call this)."""
+    if share.op == "read":
+        return backend.read(share.name)
+    if share.op == "claim":
+        return backend.claim(share.name, share.seconds)
+    if share.op == "write":
+        assert share.reading is not None
+        backend.write(share.name, share.reading)
+        return None
+    backend.release(share.name)
+    return None
+
+
+def graph_time_of(headers: Mapping[str, str]) -> float | None:
+    """Graph's own time of an answer (its ``Date`` header), or ``None``."""
+    raw = headers.get("Date")
+    if not raw:
+        return None
+    try:
+        return parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+class SharedView:
+    """
+    A process's part in the deployment's shared budgets, for one backend.
+
+    :param backend: where the deployment's budgets are kept.
+    :param refresh: seconds between two reads of a budget not near its end.
+    :param lease_seconds: how long a lease lasts at most (one call's time).
+    """
+
+    def __init__(self, backend: SharedBudgets, refresh: float = 1.0, lease_seconds: float = 30.0) -> None:
+        self.backend = backend
+        self.refresh = refresh
+        self.lease_seconds = lease_seconds
+        self._read_at: dict[BudgetKey, float] = {}
+        self._written: dict[BudgetKey, tuple[float, float]] = {}
+        self._offsets: deque[float] = deque(maxlen=_OFFSET_SAMPLES)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({type(self.backend).__name__})"
+
+    @staticmethod
+    def name_of(key: BudgetKey) -> str:
+        connection, waba = (key, None) if isinstance(key, ConnectionKey) else key
+        return budget_name(connection.host, connection.conn_id, waba)
+
+    def pull(self, store: UsageStore, budgets: tuple[BudgetKey, ...]) -> Generator[Share, Any, None]:
+        """Read what the others shared of the budgets due, and merge it into the store.
+
+        A budget near its end (see :meth:`leases_needed`) is read before every call; any other at
+        most once per ``refresh`` seconds.
+        """
+        now = time.monotonic()
+        near_end = set(self.leases_needed(store, budgets))
+        for key in budgets:
+            if key not in near_end and now - self._read_at.get(key, -1e9) < self.refresh:
+                continue
+            self._read_at[key] = now
+            shared = yield Share("read", self.name_of(key))
+            if isinstance(shared, SharedReading) and shared.writer != PROCESS_ID:
+                store.merge_reading(key, self._local(shared), shared.per_call)
+
+    def leases_needed(self, store: UsageStore, budgets: tuple[BudgetKey, ...]) -> tuple[BudgetKey, ...]:
+        """The budgets so near their end that this call must hold their lease to be sent."""
+        needed = []
+        for key in budgets:
+            reading = store.reading_of(key)
+            if reading is None:
+                continue
+            left = (100.0 - reading.percent) / max(store.per_call(key), 0.01)
+            if left < LEASE_HEADROOM_CALLS:
+                needed.append(key)
+        return tuple(needed)
+
+    def claim(self, key: BudgetKey) -> Generator[Share, Any, bool]:
+        """Whether this process holds the budget's lease for its next call."""
+        return bool((yield Share("claim", self.name_of(key), seconds=self.lease_seconds)))
+
+    def publish(
+        self,
+        store: UsageStore,
+        budgets: tuple[BudgetKey, ...],
+        leased: tuple[BudgetKey, ...],
+        headers: Mapping[str, str] | None,
+    ) -> Generator[Share, Any, None]:
+        """Tell the others what this answer said of its budgets; hand the leases back."""
+        graph_time = graph_time_of(headers) if headers is not None else None
+        if graph_time is not None:
+            self._offsets.append(time.time() - graph_time)
+        near_end = set(self.leases_needed(store, budgets))
+        now = time.monotonic()
+        for key in budgets:
+            reading = store.reading_of(key)
+            if reading is None or not self._worth_writing(key, reading, key in near_end, now):
+                continue
+            self._written[key] = (reading.percent, now)
+            yield Share("write", self.name_of(key), reading=self._shared(store, key, reading, graph_time))
+        for key in leased:
+            yield Share("release", self.name_of(key))
+
+    def _worth_writing(self, key: BudgetKey, reading: UsageReading, near_end: bool, now: float) -> bool:
+        """Whether the others' view of a budget would be wrong without this reading."""
+        if near_end or reading.regain_seconds > 0:
+            return True
+        last_percent, last_at = self._written.get(key, (0.0, -1e9))
+        if reading.percent >= SHARE_FROM_PERCENT:
+            # Past three quarters: when it moved on, or at most once per refresh while it stays.
+            return abs(reading.percent - last_percent) >= SHARE_STEP or now - last_at >= self.refresh
+        # Back below, in a new window, after a reading past it was shared.
+        return last_percent >= SHARE_FROM_PERCENT
+
+    def _offset(self) -> float:
+        """This process's clock minus Graph's, from its own answers (0 until it has seen one)."""
+        return statistics.median(self._offsets) if self._offsets else 0.0
+
+    def _shared(
+        self, store: UsageStore, key: BudgetKey, reading: UsageReading, graph_time: float | None
+    ) -> SharedReading:
+        now_epoch, now_mono = time.time(), time.monotonic()
+        observed = now_epoch - (now_mono - reading.observed_at)
+        if reading.regain_seconds > 0 and graph_time is not None:
+            regain_at, clock = graph_time + reading.regain_seconds, "graph"
+        elif reading.regain_seconds > 0:
+            regain_at, clock = observed + reading.regain_seconds, "writer"
+        else:
+            regain_at, clock = 0.0, "writer"
+        return SharedReading(reading.percent, regain_at, observed, clock, store.per_call(key), PROCESS_ID)
+
+    def _local(self, shared: SharedReading) -> UsageReading:
+        """Another process's reading, in this process's monotonic clock."""
+        now_epoch, now_mono = time.time(), time.monotonic()
+        observed_at = now_mono - max(0.0, now_epoch - shared.observed_at)
+        regain = 0.0
+        if shared.regain_at > 0:
+            regain_epoch = shared.regain_at + (self._offset() if shared.clock == "graph" else 0.0) + REGAIN_MARGIN
+            # Counted from when it was observed, as the store keeps regain times.
+            regain = max(0.0, regain_epoch - shared.observed_at)
+        return UsageReading(shared.percent, regain, observed_at, f"shared by {shared.writer}")
