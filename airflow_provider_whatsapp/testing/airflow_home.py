@@ -67,8 +67,9 @@ class AirflowTestHome:
         inherited = [name for name in environ if name.startswith(INHERITED_PREFIXES) or name in INHERITED_NAMES]
         self._saved = {name: environ.pop(name) for name in inherited}
         environ.update(self.environment)
-        global _entered
-        _entered = self
+        if environ is os.environ:
+            global _entered
+            _entered = self
 
     def leave(self, environ: MutableMapping[str, str] = os.environ) -> None:
         """Restore the environment :meth:`enter` found and delete the directory."""
@@ -76,8 +77,9 @@ class AirflowTestHome:
             del environ[name]
         environ.update(self._saved)
         shutil.rmtree(self.path, ignore_errors=True)
-        global _entered
-        _entered = None
+        if environ is os.environ:
+            global _entered
+            _entered = None
 
     def migrate(self) -> None:
         """Create the metadata database's tables (``airflow db migrate``), in a separate process."""
