@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from airflow_provider_whatsapp.testing.airflow_home import (
     entered_home,
 )
 from airflow_provider_whatsapp.testing.dag_runs import DagImportError, load_dag
+from tests.user_project import run_user_pytest
 
 
 def test_the_session_runs_in_the_isolated_home() -> None:
@@ -114,19 +113,6 @@ def test_the_marker_sets_the_sandbox_options(whatsapp_connection: GraphSandbox) 
     assert whatsapp_connection.settings.fixed_code == "246810"
 
 
-def run_pytest(directory: Path, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """pytest in a project of its own, as a user runs it (the plugin from the installed provider)."""
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
-        cwd=directory,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
 def test_without_opting_in_the_plugin_leaves_airflow_alone_and_says_how_to_opt_in(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "test_user.py").write_text(
@@ -143,8 +129,7 @@ def test_without_opting_in_the_plugin_leaves_airflow_alone_and_says_how_to_opt_i
             """
         )
     )
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW")}
-    done = run_pytest(tmp_path, {**environment, "AIRFLOW_HOME": "/users/own/airflow"})
+    done = run_user_pytest(tmp_path, timeout=300, AIRFLOW_HOME="/users/own/airflow")
     assert "1 passed, 1 error" in done.stdout, done.stdout + done.stderr
     assert "whatsapp_airflow_home needs an Airflow home of its own" in done.stdout
     assert "whatsapp_isolated_airflow = true" in done.stdout

@@ -6,14 +6,13 @@ Its files are the code blocks of that section whose first line names a path; the
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.user_project import run_user_pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "## Test your own DAG"
@@ -55,18 +54,6 @@ def test_the_readme_example_passes_as_written(tmp_path: Path) -> None:
     for path, code in readme_files().items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(code)
-    # As in a user's shell: no Airflow settings of this session, nothing of this repository on the path.
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("AIRFLOW") and name != "PYTHONPATH"
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=840,
-        check=False,
-    )
+    done = run_user_pytest(tmp_path, timeout=840)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
     assert re.search(r"\b3 passed\b", done.stdout), done.stdout[-2000:]

@@ -65,7 +65,7 @@ class WhatsAppBusinessHook(BaseHook):
     The connection holds the access token in ``password``; ``host`` defaults to
     ``https://graph.facebook.com``; extras: ``api_version`` (``vNN.N``, default ``v26.0``),
     ``app_secret`` (signs every call with ``appsecret_proof``), ``waba_id`` (default WhatsApp
-    Business Account) and ``timeout`` (seconds). Any field of :class:`GraphRetryPolicy` may also be
+    Business Account) and ``timeout`` (seconds). Any field of :class:`.GraphRetryPolicy` may also be
     set as an extra (for example ``max_attempts`` or ``usage_threshold``).
 
     Every call is paced by the rate-limit usage Graph last reported for the budgets it spends: the
@@ -77,7 +77,7 @@ class WhatsAppBusinessHook(BaseHook):
 
     :param whatsapp_conn_id: the Airflow connection to use.
     :param retry_policy: how to retry and pace calls; defaults to the connection's extras, then
-        to :class:`GraphRetryPolicy` defaults.
+        to :class:`.GraphRetryPolicy` defaults.
     :param sleep: the function used to wait (tests and benchmarks may pass their own).
     :param logger_name: name of the hook's logger, as for every Airflow hook.
     """
@@ -383,7 +383,7 @@ class WhatsAppBusinessHook(BaseHook):
         ``pin`` instead, so the outcome is the same. A first attempt that knows the number was
         never registered passes ``check_first=False`` and saves the read. A failure that may have
         been applied is always looked up before the call is sent again. The 72-hour block (133016)
-        raises :class:`GraphBlockedError` at once, saying when the block ends.
+        raises :class:`.GraphBlockedError` at once, saying when the block ends.
         """
         node_id = validation.graph_id("phone_number_id", phone_number_id)
         checked_pin = validation.six_digits("pin", pin)

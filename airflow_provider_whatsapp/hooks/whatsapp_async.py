@@ -38,7 +38,7 @@ class WhatsAppBusinessAsyncHook(BaseHook):
     Read-only, asynchronous access to phone numbers, for triggers running in the triggerer.
 
     It can only read: a trigger never changes anything on Graph. Requests are built, paced,
-    retried and parsed by the same exchange core as :class:`WhatsAppBusinessHook`, and paced by
+    retried and parsed by the same exchange core as :class:`.WhatsAppBusinessHook`, and paced by
     the same process-wide rate-limit usage. One pooled HTTP client is shared by every instance in
     an event loop, so a thousand triggers do not open a thousand connections.
 

@@ -30,8 +30,8 @@ from airflow_provider_whatsapp.testing.airflow_home import (
 
 MARKER = "whatsapp_sandbox"
 HOME_KEY = pytest.StashKey[AirflowTestHome]()
-# Retries of a test's connection wait at most a second, so a throttled or failing Graph fails a
-# test in seconds instead of the minutes a production connection would wait.
+#: Retry extras of the ``whatsapp_onboarding_sandbox`` connection: its retries wait at most a second,
+#: so a throttled or failing Graph fails a test in seconds where a production connection waits minutes.
 TEST_RETRY_EXTRAS: dict[str, Any] = {
     "backoff_initial": 0.1,
     "backoff_max": 0.5,

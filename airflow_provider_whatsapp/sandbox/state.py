@@ -112,7 +112,7 @@ class PendingCode:
 class PhoneNumber:
     """A phone number node plus the sandbox's bookkeeping for it.
 
-    :param node: the Graph fields and the internal keys of :data:`INTERNAL_NUMBER_KEYS`.
+    :param node: the Graph fields and the internal keys of ``INTERNAL_NUMBER_KEYS``.
     :param created_at: sandbox-clock time of creation.
     :param preverified: created with ``preverified_id``.
     :param pin: the two-step verification PIN, once set.

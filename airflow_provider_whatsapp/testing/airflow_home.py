@@ -44,7 +44,7 @@ class AirflowTestHome:
     path: Path
     dags_folder: Path
     config: dict[str, str] = field(default_factory=dict)
-    _saved: dict[str, str] = field(default_factory=dict, repr=False)
+    _saved: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def database(self) -> Path:
