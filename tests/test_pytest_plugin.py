@@ -22,6 +22,9 @@ from airflow_provider_whatsapp.testing.airflow_home import (
 from airflow_provider_whatsapp.testing.dag_runs import DagImportError, load_dag
 from tests.user_project import run_user_pytest
 
+# The fixtures run users' DAGs on every Airflow the provider supports (scripts/compat).
+pytestmark = pytest.mark.compat
+
 
 def test_the_session_runs_in_the_isolated_home() -> None:
     home = entered_home()
@@ -82,7 +85,7 @@ def test_a_dag_missing_from_its_folder_names_each_file_and_its_import_error(tmp_
     with pytest.raises(DagImportError) as raised:
         load_dag(tmp_path, "my_onboarding")
     message = str(raised.value)
-    assert f"DAG 'my_onboarding' is not in the DAG folder {tmp_path}" in message
+    assert f"DAG 'my_onboarding' is not in the DAG folder {tmp_path} (DAGs found: good)" in message
     assert f"{tmp_path / 'my_onboarding.py'}:" in message
     assert "ImportError: cannot import name 'Nope'" in message
     assert load_dag(tmp_path, "good").dag_id == "good"
@@ -134,3 +137,18 @@ def test_without_opting_in_the_plugin_leaves_airflow_alone_and_says_how_to_opt_i
     assert "whatsapp_airflow_home needs an Airflow home of its own" in done.stdout
     assert "whatsapp_isolated_airflow = true" in done.stdout
     assert "Traceback" not in done.stdout
+
+
+def test_an_unsupported_airflow_stops_pytest_at_start_with_the_supported_range(tmp_path: Path) -> None:
+    # An installed Airflow older than the provider supports (pip refuses the pair; a later install can
+    # still make it): its metadata, first on the path, is all the version check reads.
+    site = tmp_path / "site"
+    (site / "apache_airflow_core-2.10.5.dist-info").mkdir(parents=True)
+    (site / "apache_airflow_core-2.10.5.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: apache-airflow-core\nVersion: 2.10.5\n"
+    )
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "test_user.py").write_text("def test_anything():\n    pass\n")
+    done = run_user_pytest(tmp_path / "project", timeout=300, PYTHONPATH=str(site))
+    assert done.returncode != 0
+    assert "supports Apache Airflow >=2.11.0,<4 (2.11.x and 3.x); this is Apache Airflow 2.10.5" in done.stderr

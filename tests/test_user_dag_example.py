@@ -1,7 +1,8 @@
 """The README's "Test your own DAG" example, run from the text as a user would run it: it cannot drift.
 
 Its files are the code blocks of that section whose first line names a path; the docs page
-``docs/testing.rst`` must show the same ones.
+``docs/testing.rst`` must show the same ones (``ruff format`` formats the README's Python blocks:
+copy them to the page once formatted).
 """
 
 from __future__ import annotations

@@ -113,15 +113,15 @@ def load_dag(dag_folder: str | Path, dag_id: str) -> Any:
     dag = bag.get_dag(dag_id)
     if dag is not None:
         return dag
-    message = f"DAG {dag_id!r} is not in the DAG folder {dag_folder}"
+    found = ", ".join(sorted(bag.dag_ids)) or "none"
+    message = f"DAG {dag_id!r} is not in the DAG folder {dag_folder} (DAGs found: {found})"
     if bag.import_errors:
         failures = "\n".join(
             f"{path}:\n    " + str(error).strip().replace("\n", "\n    ")
             for path, error in sorted(bag.import_errors.items())
         )
-        raise DagImportError(f"{message}; these DAG files failed to import:\n{failures}")
-    found = ", ".join(sorted(bag.dag_ids)) or "none"
-    raise DagImportError(f"{message} (DAGs found: {found})")
+        message = f"{message}; these DAG files failed to import:\n{failures}"
+    raise DagImportError(message)
 
 
 def dag_test(dag: Any, conf: Mapping[str, Any] | None = None) -> Any:
