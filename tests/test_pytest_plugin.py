@@ -152,3 +152,13 @@ def test_an_unsupported_airflow_stops_pytest_at_start_with_the_supported_range(t
     done = run_user_pytest(tmp_path / "project", timeout=300, PYTHONPATH=str(site))
     assert done.returncode != 0
     assert "supports Apache Airflow >=2.11.0,<4 (2.11.x and 3.x); this is Apache Airflow 2.10.5" in done.stderr
+
+
+def test_a_dag_folder_that_does_not_exist_stops_pytest_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nwhatsapp_isolated_airflow = true\nwhatsapp_dags_folder = airflow/dags\n"
+    )
+    (tmp_path / "test_user.py").write_text("def test_anything():\n    pass\n")
+    done = run_user_pytest(tmp_path, timeout=300)
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert f"whatsapp_dags_folder: {tmp_path / 'airflow' / 'dags'} is not a directory" in done.stderr
