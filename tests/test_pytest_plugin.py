@@ -133,7 +133,8 @@ def test_without_opting_in_the_plugin_leaves_airflow_alone_and_says_how_to_opt_i
         )
     )
     done = run_user_pytest(tmp_path, timeout=300, AIRFLOW_HOME="/users/own/airflow")
-    assert "1 passed, 1 error" in done.stdout, done.stdout + done.stderr
+    # A plugin of another package may add "N warnings" between the counts (anyio does on some versions).
+    assert re.search(r"\b1 passed, (\d+ warnings?, )?1 error\b", done.stdout), done.stdout + done.stderr
     assert "whatsapp_airflow_home needs an Airflow home of its own" in done.stdout
     assert "whatsapp_isolated_airflow = true" in done.stdout
     assert "Traceback" not in done.stdout
