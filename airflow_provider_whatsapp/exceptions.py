@@ -233,8 +233,9 @@ def error_class_for(
 
 
 #: Graph's "invalid parameter": how it answers a create of a number already on the WABA, and a
-#: wrong or expired verification code; with subcode :data:`OBJECT_MISSING` the object is missing.
+#: wrong or expired verification code; with subcode :data:`.OBJECT_MISSING` the object is missing.
 INVALID_PARAMETER = 100
+#: The subcode of :data:`.INVALID_PARAMETER` for an object that is missing (or not the token's).
 OBJECT_MISSING = 33
 
 #: Graph's code for the app-wide platform limit (``X-App-Usage``).

@@ -1,6 +1,6 @@
 """Input rules for Graph parameters, checked before any request is sent.
 
-Each function returns the normalised value or raises :class:`InvalidInputError` naming the field
+Each function returns the normalised value or raises :class:`.InvalidInputError` naming the field
 and the rule. The hook and the operators call the same functions, so a rule lives in one place.
 """
 

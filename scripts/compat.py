@@ -179,7 +179,6 @@ def run_compat_tests(result: VersionResult, python: Path, environment: dict[str,
         else:
             shutil.copy(source, tests_copy / part)
     junit = work / "junit.xml"
-    (work / "test-home").mkdir()
     deselect = [argument for test in DESELECTED for argument in ("--deselect", test)]
     # Only the modules with compat tests are collected: the others may import what is not installed
     # here (the browser tests' Playwright, the benchmarks).
@@ -194,7 +193,9 @@ def run_compat_tests(result: VersionResult, python: Path, environment: dict[str,
         [python, "-m", "pytest", *options, *deselect, *modules],
         pytest_log,
         timeout=TESTS_TIMEOUT,
-        env={**environment, "WHATSAPP_PROVIDER_TEST_HOME": str(work / "test-home")},
+        # The tests' Airflow home is the pytest plugin's (whatsapp_isolated_airflow in pyproject.toml), in
+        # a temporary directory: under work, so that it goes with the version's virtualenv.
+        env={**environment, "TMPDIR": str(work)},
         cwd=tests_copy,
     )
     result.passed, result.failed, result.skipped = pytest_counts(junit)

@@ -3,17 +3,18 @@
 The provider imports what moved between versions through ``airflow.providers.common.compat``; the
 tests also look into the metadata database, DAG serialization and the secrets masker, which that
 package does not cover. Each helper here chooses by the version flags of the provider itself, so a
-test reads the same on Airflow 2.11 and 3.0 through 3.3.
+test reads the same on Airflow 2.11 and 3.0 through 3.3. What users' tests need too (the
+``DagBag``, the XComs of a run) lives in ``airflow_provider_whatsapp.testing.dag_runs``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from typing import Any
 
+from airflow_provider_whatsapp.testing.dag_runs import dag_bag, xcom_model, xcom_value, xcom_values
 from airflow_provider_whatsapp.version_compat import (
     AIRFLOW_V_3_0_PLUS,
     AIRFLOW_V_3_1_PLUS,
@@ -32,49 +33,13 @@ __all__ = [
     "dag_bag",
     "mapped_argument_class",
     "reset_secrets_masker",
-    "run_unserialized_dag",
     "serialization_round_trip",
     "serialize_dag",
     "task_output",
     "xcom_model",
+    "xcom_value",
     "xcom_values",
 ]
-
-
-def dag_bag(dag_folder: str) -> Any:
-    """A ``DagBag`` of ``dag_folder`` (it moved to ``airflow.dag_processing`` in 3.2)."""
-    if AIRFLOW_V_3_2_PLUS:
-        from airflow.dag_processing.dagbag import DagBag
-    else:
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-    return DagBag(dag_folder=dag_folder)
-
-
-def xcom_model() -> Any:
-    """The ORM model of the ``xcom`` table (``XComModel`` from 3.0, ``XCom`` before)."""
-    if AIRFLOW_V_3_0_PLUS:
-        from airflow.models.xcom import XComModel
-
-        return XComModel
-    from airflow.models.xcom import XCom
-
-    return XCom
-
-
-def xcom_value(row: Any) -> Any:
-    """The value of one ``xcom`` row, as the task pushed it."""
-    # From 3.0 stored as JSON by the Task Execution API; before, deserialized as the row loads.
-    return row.value
-
-
-def xcom_values(session: Any, dag_id: str, run_id: str) -> dict[tuple[str, str, int], Any]:
-    """Every XCom of one DAG run, by ``(task_id, key, map_index)``."""
-    model = xcom_model()
-    if AIRFLOW_V_3_0_PLUS:
-        rows = session.scalars(model.get_many(run_id=run_id, dag_ids=dag_id)).all()
-    else:
-        rows = model.get_many(run_id=run_id, dag_ids=dag_id, session=session).all()
-    return {(row.task_id, row.key, row.map_index): xcom_value(row) for row in rows}
 
 
 # Airflow's public API adds masks (``mask_secret``) but has none to forget them; its supervisor
@@ -129,23 +94,6 @@ def mapped_argument_class() -> type[Any]:
     else:
         from airflow.models.expandinput import MappedArgument  # type: ignore[no-redef]
     return MappedArgument
-
-
-def run_unserialized_dag(dag: Any, conf: dict[str, Any] | None) -> Any:
-    """``dag.test()`` of a DAG built in a test; from 3.1 it only runs DAGs serialized to the database."""
-    if AIRFLOW_V_3_1_PLUS:
-        from airflow.dag_processing.bundles.manager import DagBundlesManager
-
-        if AIRFLOW_V_3_2_PLUS:
-            from airflow.dag_processing.dagbag import sync_bag_to_db
-        else:
-            from airflow.models.dagbag import sync_bag_to_db  # type: ignore[no-redef]
-
-        DagBundlesManager().sync_bundles_to_db()
-        bag = dag_bag(os.devnull)
-        bag.bag_dag(dag)
-        sync_bag_to_db(bag, "dags-folder", None)
-    return dag.test(run_conf=conf)
 
 
 @functools.cache

@@ -1,38 +1,32 @@
-"""Test set-up: a throwaway AIRFLOW_HOME with its own SQLite database, and hook fixtures.
+"""Test set-up: hook fixtures, and our names for the plugin's Airflow fixtures.
 
-The environment is set at import time, before anything imports Airflow, so no test ever reads or
-writes the developer's own Airflow installation.
+The Airflow home (a throwaway directory with its own SQLite database, the DAG folder ``dags/``) is
+the pytest plugin's isolated one, switched on in pyproject.toml (``whatsapp_isolated_airflow``): it
+is in place before this file is imported, so no test ever reads or writes the developer's own
+Airflow installation.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-# Guarded so a second import of this module (under another name) cannot move the home mid-session.
-_HOME = os.environ.get("WHATSAPP_PROVIDER_TEST_HOME") or tempfile.mkdtemp(prefix="whatsapp-provider-airflow-home-")
-os.environ["WHATSAPP_PROVIDER_TEST_HOME"] = _HOME
-os.environ["AIRFLOW_HOME"] = _HOME
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-# dag.test() runs a trigger inline, where Airflow's resume race cannot happen: no grace to wait.
-os.environ["AIRFLOW__WHATSAPP__ONBOARDING_RESUME_GRACE"] = "0"
-# dag.test() runs every task in one process: there the process's own store is the whole view. The
-# shared stores have tests of their own, and the deployments run on the default one.
-os.environ["AIRFLOW__WHATSAPP__BUDGET_STORE"] = "process"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
-os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
-os.environ.pop("AIRFLOW_CONN_WHATSAPP_DEFAULT", None)
+from airflow_provider_whatsapp.testing.airflow_home import entered_home
 
-from tests.fuzz import report_header  # noqa: E402
-from tests.policies import FAST_POLICY  # noqa: E402
+if entered_home() is None:
+    # Checked before anything here imports Airflow, which would read the developer's own home.
+    raise pytest.UsageError(
+        "the tests run in the pytest plugin's isolated Airflow home: whatsapp_isolated_airflow is set in "
+        "pyproject.toml; run pytest from the repository, with the provider installed (scripts/setup)"
+    )
+
+from airflow_provider_whatsapp.testing import AirflowTestHome, DagRunResult
+from tests.fuzz import report_header
+from tests.policies import FAST_POLICY
+
+__all__ = ["DagRunResult"]
 
 
 class SleepRecorder:
@@ -73,20 +67,9 @@ def pytest_report_header() -> str:
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> str:
-    """Create the metadata database once per test session."""
-    subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    # Anything imported during collection may already hold pooled connections to the database
-    # file as it was before the migration; start the ORM afresh so every test sees the tables.
-    from airflow import settings
-
-    settings.reconfigure_orm()
-    return _HOME
+def airflow_db(whatsapp_airflow_home: AirflowTestHome) -> str:
+    """The metadata database, migrated once per test session; the Airflow home's path."""
+    return str(whatsapp_airflow_home.path)
 
 
 @pytest.fixture
@@ -118,62 +101,15 @@ def hook(make_hook: Callable[..., Any]) -> Any:
     return make_hook()
 
 
-class DagRunResult:
-    """What one ``dag.test()`` run left in the metadata database."""
-
-    def __init__(self, dag_id: str, run_id: str, state: str) -> None:
-        from airflow import settings
-        from airflow.models.taskinstance import TaskInstance
-        from sqlalchemy import select
-
-        from tests.airflow_versions import xcom_values
-
-        self.dag_id = dag_id
-        self.run_id = run_id
-        self.state = state
-        with settings.Session() as session:
-            tis = session.scalars(
-                select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-            ).all()
-            self.task_states = {(ti.task_id, ti.map_index): str(ti.state) for ti in tis}
-            self.try_numbers = {(ti.task_id, ti.map_index): ti.try_number for ti in tis}
-            self.xcoms = xcom_values(session, dag_id, run_id)
-
-    def task_state(self, task_id: str, map_index: int = -1) -> str:
-        return self.task_states[(task_id, map_index)]
-
-    def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
-        return self.xcoms[(task_id, key, map_index)]
-
-
 @pytest.fixture
-def run_dag(airflow_db: str) -> Callable[..., DagRunResult]:
-    """Run an example DAG from ``dags/`` with ``dag.test()`` and return what it left behind."""
-
-    def run(dag_id: str, conf: dict[str, Any] | None = None, task_args: dict[str, Any] | None = None) -> DagRunResult:
-        """``task_args`` override attributes of every task for this run, e.g. ``{"retries": 0}``."""
-        from tests.airflow_versions import dag_bag
-
-        bag = dag_bag(str(REPO / "dags"))
-        assert not bag.import_errors, bag.import_errors
-        dag = bag.get_dag(dag_id)
-        assert dag is not None, f"{dag_id} not found in dags/"
-        for task in dag.tasks:
-            for name, value in (task_args or {}).items():
-                setattr(task, name, value)
-        dag_run = dag.test(run_conf=conf)
-        return DagRunResult(dag_id, dag_run.run_id, str(dag_run.state))
-
-    return run
+def run_dag(whatsapp_run_dag: Callable[..., DagRunResult]) -> Callable[..., DagRunResult]:
+    """``run_dag(dag_id, conf=None, task_args=None)``: an example DAG from ``dags/``, run with ``dag.test()``."""
+    return whatsapp_run_dag
 
 
 @pytest.fixture
 def run_inline_dag(airflow_db: str) -> Callable[..., Any]:
-    """``dag.test()`` for a DAG built inside a test (from Airflow 3.1, written to the database first)."""
+    """``dag.test()`` for a DAG built inside a test; returns the ``DagRun``."""
+    from airflow_provider_whatsapp.testing.dag_runs import dag_test
 
-    def run(dag: Any, conf: dict[str, Any] | None = None) -> Any:
-        from tests.airflow_versions import run_unserialized_dag
-
-        return run_unserialized_dag(dag, conf)
-
-    return run
+    return dag_test

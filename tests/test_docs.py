@@ -45,3 +45,22 @@ def test_every_image_exists_and_every_screenshot_is_shown() -> None:
             shown.add(image)
     screenshots = set((REPO / "docs" / "walkthrough").glob("*.png"))
     assert screenshots and screenshots <= shown, f"not in any page: {sorted(screenshots - shown)}"
+
+
+def test_the_readme_documents_every_sandbox_flag() -> None:
+    from airflow_provider_whatsapp.sandbox.__main__ import argument_parser
+
+    readme = (REPO / "README.md").read_text()
+    flags = [flag for action in argument_parser()._actions for flag in action.option_strings if flag.startswith("--")]
+    assert len(flags) > 10
+    assert [flag for flag in flags if flag != "--help" and f"`{flag}" not in readme] == []
+
+
+def test_the_readme_names_every_xcom_key_the_operators_push() -> None:
+    from airflow_provider_whatsapp.operators.base import ERROR_XCOM_KEY
+
+    readme = (REPO / "README.md").read_text()
+    sources = "".join(path.read_text() for path in (REPO / "airflow_provider_whatsapp" / "operators").glob("*.py"))
+    keys = set(re.findall(r"xcom_push\(key=\"(\w+)\"", sources)) | {ERROR_XCOM_KEY}
+    assert {"waba_id", "phone_number", "whatsapp_error"} <= keys
+    assert sorted(key for key in keys if f"`{key}`" not in readme) == []

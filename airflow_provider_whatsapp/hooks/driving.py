@@ -28,10 +28,10 @@ def conversation_steps(
     A whole conversation (see :mod:`~airflow_provider_whatsapp.hooks.calls`) as its driver's steps.
 
     Each :class:`~airflow_provider_whatsapp.hooks.calls.GraphCall` the conversation yields runs
-    through its own :class:`GraphExchange` (built by ``exchange_for``), the look-up of an uncertain
+    through its own :class:`.GraphExchange` (built by ``exchange_for``), the look-up of an uncertain
     POST included; the conversation is sent each call's JSON object or has its
     :class:`~airflow_provider_whatsapp.exceptions.GraphAPIError` thrown in. What is left for the
-    driver: send each :class:`Send` and answer it, sleep each :class:`Sleep`, and answer whatever
+    driver: send each :class:`.Send` and answer it, sleep each :class:`.Sleep`, and answer whatever
     else the conversation yields (the onboarding conversation's need of a code). Both hooks drive
     this one loop, so they cannot drift apart.
     """

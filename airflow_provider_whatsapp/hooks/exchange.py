@@ -62,7 +62,7 @@ class Sleep(NamedTuple):
 
 
 class Send(NamedTuple):
-    """Send ``request``; send back a :class:`RawResponse`, or the :class:`GraphConnectionError` that
+    """Send ``request``; send back a :class:`RawResponse`, or the :class:`.GraphConnectionError` that
     :func:`~airflow_provider_whatsapp.hooks.graph.connection_error` made of the transport's failure."""
 
     request: GraphRequest

@@ -217,7 +217,7 @@ def parse_response(
     body: bytes,
     usage: UsageReport | None = None,
 ) -> dict[str, Any]:
-    """Return the JSON object of a successful answer, or raise the right :class:`GraphAPIError`."""
+    """Return the JSON object of a successful answer, or raise the right :class:`.GraphAPIError`."""
     try:
         payload = json.loads(body) if body else None
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -43,7 +43,7 @@ class Share(NamedTuple):
     """
     A step against the shared budgets; the driver sends back what the backend answered.
 
-    :param op: ``read`` (answered with a :class:`SharedReading` or ``None``), ``claim`` (answered
+    :param op: ``read`` (answered with a :class:`.SharedReading` or ``None``), ``claim`` (answered
         ``True`` when this process holds the lease), ``write`` or ``release`` (answered ``None``).
     :param name: the budget's name (:func:`~airflow_provider_whatsapp.hooks.budgets.budget_name`).
     :param reading: what ``write`` writes.

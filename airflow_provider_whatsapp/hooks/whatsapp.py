@@ -72,7 +72,7 @@ class WhatsAppBusinessHook(BaseHook):
     The connection holds the access token in ``password``; ``host`` defaults to
     ``https://graph.facebook.com``; extras: ``api_version`` (``vNN.N``, default ``v26.0``),
     ``app_secret`` (signs every call with ``appsecret_proof``), ``waba_id`` (default WhatsApp
-    Business Account) and ``timeout`` (seconds). Any field of :class:`GraphRetryPolicy` may also be
+    Business Account) and ``timeout`` (seconds). Any field of :class:`.GraphRetryPolicy` may also be
     set as an extra (for example ``max_attempts`` or ``usage_threshold``).
 
     Every call is paced by the rate-limit usage Graph last reported for the budgets it spends: the
@@ -84,7 +84,7 @@ class WhatsAppBusinessHook(BaseHook):
 
     :param whatsapp_conn_id: the Airflow connection to use.
     :param retry_policy: how to retry and pace calls; defaults to the connection's extras, then
-        to :class:`GraphRetryPolicy` defaults.
+        to :class:`.GraphRetryPolicy` defaults.
     :param sleep: the function used to wait (tests and benchmarks may pass their own).
     :param logger_name: name of the hook's logger, as for every Airflow hook.
     """

@@ -6,7 +6,7 @@ at) and goes on from there: create (or find the number already there), request a
 register. It is a conversation in the sense of :mod:`~airflow_provider_whatsapp.hooks.calls`:
 it yields the Graph calls it needs, and a :class:`NeedCode` when it needs the code Graph sent;
 the onboarding runner answers both. What it returns says what it did, in the shape the report
-takes (:func:`~airflow_provider_whatsapp.onboarding.plan.report_onboarding`). No HTTP, no Airflow.
+takes (:func:`~airflow_provider_whatsapp.onboarding.report.report_onboarding`). No HTTP, no Airflow.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""Where each number stands in onboarding, from what Graph holds; where a run starts; what it did.
+"""Where each number stands in onboarding, from what Graph holds; where a run starts it.
 
 A crashed worker can leave a number created but not registered, and only Graph knows. So a bulk
 run first reads each WABA's numbers once (:func:`numbers_on_waba`) and plans from them
 (:func:`plan_onboarding`): a number that is done costs nothing more, a number half-onboarded
-continues at the step it stopped before, no number is created or registered twice. Its report
-(:func:`report_onboarding`) says for every input number what Graph holds, reading a WABA again
-only when one of its numbers did not finish in the run. Plain values in and out (XCom-ready); the
-example DAGs' tasks call these with a hook and their XComs.
+continues at the step it stopped before, no number is created or registered twice. What became of
+each is the report's (:mod:`~airflow_provider_whatsapp.onboarding.report`), and
+:func:`onboarding_batches` splits a run's rows for its onboarding tasks. Plain values in and out
+(XCom-ready).
 """
 
 from __future__ import annotations

@@ -44,11 +44,11 @@ def report_onboarding(
     ``numbers`` (one entry per input row: ``outcome``, ``phone_number_id``, ``started_at``,
     ``next_step`` for a number to continue, ``error`` of the step that failed, ``note``).
 
-    :param numbers: the plan's ``numbers`` (see :func:`plan_onboarding`).
+    :param numbers: the plan's ``numbers`` (see :func:`~airflow_provider_whatsapp.onboarding.plan.plan_onboarding`).
     :param results: what the run did for each of them, in the same order: ``registered_id`` (the
         ID its register step returned), or ``failed_step`` and ``error`` (the step's recorded
         ``whatsapp_error``), or nothing (the number started nowhere, or its tasks left no trace).
-    :param read: reads one WABA (see :func:`numbers_on_waba`).
+    :param read: reads one WABA (see :func:`~airflow_provider_whatsapp.onboarding.plan.numbers_on_waba`).
     """
     holdings: dict[str, Holding] = {}
     entries: list[dict[str, Any]] = []

@@ -106,7 +106,7 @@ class OnboardingRunner:
 
     async def run(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """
-        Plan, onboard and report ``rows``; see :func:`~airflow_provider_whatsapp.onboarding.plan.report_onboarding`.
+        Plan, onboard and report ``rows``; see :func:`~airflow_provider_whatsapp.onboarding.report.report_onboarding`.
 
         Each entry of the report's ``numbers`` also has ``row`` (its index in ``rows``), ``key``
         (the row's, if it gave one), ``result`` (what its steps did) and ``retry``: whether a

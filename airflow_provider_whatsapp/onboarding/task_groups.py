@@ -112,7 +112,7 @@ def run_results(
     """
     What each planned number's tasks did, as the report takes it.
 
-    See :func:`~airflow_provider_whatsapp.onboarding.plan.report_onboarding`.
+    See :func:`~airflow_provider_whatsapp.onboarding.report.report_onboarding`.
 
     Each entry has ``registered_id`` (its ``register`` task's return value), or ``failed_step`` and
     ``error`` (the first step that recorded a ``whatsapp_error``), or neither; and

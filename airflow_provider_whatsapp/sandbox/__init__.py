@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_whatsapp.sandbox.faults import Fault
-from airflow_provider_whatsapp.sandbox.state import DEFAULT_WABA_ID, FIXED_TEST_CODE
+from airflow_provider_whatsapp.sandbox.state import DEFAULT_WABA_ID, FIXED_TEST_CODE, FIXED_TEST_PIN
 
 if TYPE_CHECKING:
     from airflow_provider_whatsapp.sandbox.server import GraphSandbox
 
-__all__ = ["DEFAULT_WABA_ID", "FIXED_TEST_CODE", "Fault", "GraphSandbox"]
+__all__ = ["DEFAULT_WABA_ID", "FIXED_TEST_CODE", "FIXED_TEST_PIN", "Fault", "GraphSandbox"]
 
 
 def __getattr__(name: str) -> Any:

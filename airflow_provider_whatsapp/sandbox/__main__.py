@@ -2,7 +2,8 @@
 
 Serves until SIGINT or SIGTERM, and prints every ``export`` the example DAGs need to run against
 it (the connection, and the two-step PIN as a Variable and as a connection) and the WABA IDs it
-serves. Every other line it prints is a shell comment, so the whole output can be pasted.
+serves. Every other line it prints is a shell comment, so the whole output can be pasted. With
+``--port``, ``--token`` and ``--two-step-pin`` given, the exports are the same on every start.
 """
 
 from __future__ import annotations
@@ -138,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("# Paste these into the shell that runs the example DAGs (airflow dags test <dag_id>):")
     for name, value in sandbox.example_dag_environment(pin).items():
         print(f"export {name}={shlex.quote(value)}")
+    if args.port == 0 or args.token is None or args.two_step_pin is None:
+        # A random port, token or PIN changes the exports on every start, and the pasted ones go stale.
+        same = f"--port {sandbox.port} --token {shlex.quote(sandbox.token)} --two-step-pin {pin}"
+        print(f"# The same exports after a restart: start it with {same}")
     # The last start-up line: a script reading the exports knows it has them all.
     print("# Serving until Ctrl-C")
     sys.stdout.flush()

@@ -108,6 +108,8 @@ class GraphSandbox(SandboxInspection):
         if unknown:
             raise ValueError(f"waba_rate_limits names WABAs the sandbox does not serve: {', '.join(unknown)}")
         self._initial_limits: dict[str, int | None] = dict(waba_rate_limits or {})
+        #: The sandbox's own time (:class:`.SandboxClock`): code
+        #: expiry, review and connect delays, rate-limit windows; ``clock.advance(seconds)`` moves it.
         self.clock = SandboxClock()
         self._window_origin = self.clock.now()
         self._lock = threading.RLock()
@@ -333,7 +335,7 @@ class GraphSandbox(SandboxInspection):
     def inject(self, fault: Fault, *, count: int = 1, method: str | None = None, path: str | None = None) -> None:
         """Apply ``fault`` to the next ``count`` matching Graph requests.
 
-        :param fault: what to do, see :class:`Fault`.
+        :param fault: what to do, see :class:`.Fault`.
         :param count: how many requests.
         :param method: only requests with this HTTP method.
         :param path: only requests whose path without ``/vNN.N`` matches this regex (``re.search``).

@@ -11,6 +11,8 @@ from typing import Any
 
 DEFAULT_WABA_ID = "102290129340398"
 FIXED_TEST_CODE = "123456"
+# The two-step PIN the pytest plugin's whatsapp_onboarding_sandbox gives the DAGs it runs.
+FIXED_TEST_PIN = "654321"
 FIRST_PHONE_NUMBER_ID = 106540352242922
 MANAGEMENT_SCOPE = "whatsapp_business_management"
 MESSAGING_SCOPE = "whatsapp_business_messaging"
@@ -110,7 +112,7 @@ class PendingCode:
 class PhoneNumber:
     """A phone number node plus the sandbox's bookkeeping for it.
 
-    :param node: the Graph fields and the internal keys of :data:`INTERNAL_NUMBER_KEYS`.
+    :param node: the Graph fields and the internal keys of ``INTERNAL_NUMBER_KEYS``.
     :param created_at: sandbox-clock time of creation.
     :param preverified: created with ``preverified_id``.
     :param pin: the two-step verification PIN, once set.

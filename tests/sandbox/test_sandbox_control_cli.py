@@ -240,3 +240,37 @@ def test_concurrent_creates_are_thread_safe(whatsapp_sandbox: Any) -> None:
     ids = [n["id"] for n in whatsapp_sandbox.numbers()]
     assert len(set(ids)) == 40
     assert len(whatsapp_sandbox.requests) == 80
+
+
+def cli_exports(*arguments: str) -> tuple[list[str], dict[str, str]]:
+    """Start the CLI, read what it printed at start-up, stop it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_whatsapp.sandbox", *arguments],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        return read_cli_output(process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def test_cli_exports_are_stable_across_restarts_when_asked() -> None:
+    comments, first = cli_exports("--port", "0")
+    # Random port, token and PIN: the CLI says which flags give the same exports again.
+    [hint] = [line for line in comments if line.startswith("# The same exports after a restart")]
+    flags = shlex.split(hint.split("start it with ", 1)[1])
+    assert flags[::2] == ["--port", "--token", "--two-step-pin"]
+    conn = json.loads(first["AIRFLOW_CONN_WHATSAPP_DEFAULT"])
+    assert flags[3] == conn["password"] and flags[5] == first["AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN"]
+    # Asked for the same ones (the first port is free again once it stopped), the exports match.
+    comments, again = cli_exports(*flags)
+    assert again == first
+    assert not any(line.startswith("# The same exports") for line in comments)

@@ -1,7 +1,7 @@
 """From a Graph request to its answer: authentication, the route table, rate limits, permissions.
 
 To serve another endpoint, write its handler in the module of its family and add one row to
-:data:`WABA_ROUTES`, :data:`NUMBER_ROUTES` or :data:`ROOT_ROUTES`.
+``WABA_ROUTES``, ``NUMBER_ROUTES`` or ``ROOT_ROUTES``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from airflow_provider_whatsapp.sandbox.transport import header_value
 VERSION_PATH = re.compile(r"^/(v\d+\.\d+)(/.*)?$")
 GRAPH_DOCS = "https://developers.facebook.com/docs/graph-api"
 
+#: The node a route acts on: a WABA, a phone number, or none.
 Target = TypeVar("Target", Waba, PhoneNumber, None)
 
 
