@@ -61,6 +61,8 @@ class SharedReading(NamedTuple):
         that a reader on another machine needs no clock of the writer's; ``writer`` otherwise.
     :param per_call: percent of the budget one call costs, as the writer estimated it.
     :param writer: the process that wrote it.
+    :param graph_offset: the writer's clock minus Graph's, as it measured it (0: not known), for a
+        reader that has not measured its own yet.
     """
 
     percent: float
@@ -69,6 +71,7 @@ class SharedReading(NamedTuple):
     clock: str
     per_call: float
     writer: str
+    graph_offset: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(self._asdict(), separators=(",", ":"))
@@ -81,17 +84,20 @@ def parse_reading(raw: Any, now: float) -> SharedReading | None:
         if not isinstance(data, Mapping):
             return None
         values = [float(data[name]) for name in ("percent", "regain_at", "observed_at", "per_call")]
+        values.append(float(data.get("graph_offset", 0.0)))
         clock, writer = str(data["clock"]), str(data["writer"])
-    except (KeyError, TypeError, ValueError, RecursionError):
+    except (KeyError, TypeError, ValueError, RecursionError, AttributeError):
         return None
-    percent, regain_at, observed_at, per_call = values
+    percent, regain_at, observed_at, per_call, graph_offset = values
     if not all(math.isfinite(value) for value in values) or clock not in ("graph", "writer"):
         return None
     if not 0 <= percent <= 1000 or not 0 <= per_call <= 100 or regain_at < 0:
         return None
     if observed_at > now + FUTURE_TOLERANCE or now - observed_at > MAX_READING_AGE:
         return None
-    return SharedReading(percent, regain_at, observed_at, clock, per_call, writer)
+    if abs(graph_offset) > MAX_READING_AGE * 24:
+        graph_offset = 0.0
+    return SharedReading(percent, regain_at, observed_at, clock, per_call, writer, graph_offset)
 
 
 def budget_name(host: str, conn_id: str, waba_id: str | None) -> str:
@@ -202,17 +208,23 @@ class VariableBudgets(_Guarded):
     :param variables: Airflow's ``Variable`` (or anything with its ``get`` and ``set``).
     :param settle: seconds between writing a lease and reading it back.
     :param sleep: waits ``settle`` (tests pass their own).
+    :param holder: who this process is, as leases name their holder.
     """
 
     description = "budgets in Airflow Variables"
 
     def __init__(
-        self, variables: VariableAccess, settle: float = 0.05, sleep: Callable[[float], None] = time.sleep
+        self,
+        variables: VariableAccess,
+        settle: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+        holder: str = PROCESS_ID,
     ) -> None:
         super().__init__()
         self.variables = variables
         self.settle = settle
         self.sleep = sleep
+        self.holder = holder
 
     def read(self, name: str) -> SharedReading | None:
         if self.down:
@@ -238,11 +250,11 @@ class VariableBudgets(_Guarded):
         lease = f"{name}.lease"
         try:
             held = _lease_holder(self.variables.get(lease, None), time.time())
-            if held not in (None, PROCESS_ID):
+            if held not in (None, self.holder):
                 return False
-            self.variables.set(lease, json.dumps({"holder": PROCESS_ID, "until": time.time() + seconds}))
+            self.variables.set(lease, json.dumps({"holder": self.holder, "until": time.time() + seconds}))
             self.sleep(self.settle)
-            return _lease_holder(self.variables.get(lease, None), time.time()) == PROCESS_ID
+            return _lease_holder(self.variables.get(lease, None), time.time()) == self.holder
         except Exception as error:
             self._unreachable("asked for a lease", error)
             return True
@@ -252,8 +264,8 @@ class VariableBudgets(_Guarded):
             return
         lease = f"{name}.lease"
         try:
-            if _lease_holder(self.variables.get(lease, None), time.time()) == PROCESS_ID:
-                self.variables.set(lease, json.dumps({"holder": PROCESS_ID, "until": 0}))
+            if _lease_holder(self.variables.get(lease, None), time.time()) == self.holder:
+                self.variables.set(lease, json.dumps({"holder": self.holder, "until": 0}))
         except Exception as error:
             self._unreachable("handed a lease back", error)
 
@@ -265,14 +277,16 @@ class RedisBudgets(_Guarded):
 
     :param url: the Redis URL (``redis://host:port/db``); needs the ``redis`` package.
     :param timeout: seconds for each command.
+    :param holder: who this process is, as leases name their holder.
     """
 
     description = "budgets in Redis"
 
-    def __init__(self, url: str, timeout: float = 1.0) -> None:
+    def __init__(self, url: str, timeout: float = 1.0, holder: str = PROCESS_ID) -> None:
         super().__init__()
         import redis
 
+        self.holder = holder
         self.url = url
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
@@ -302,9 +316,9 @@ class RedisBudgets(_Guarded):
             return True
         try:
             lease = f"{name}.lease"
-            if self.client.set(lease, PROCESS_ID, nx=True, px=max(1, int(seconds * 1000))):
+            if self.client.set(lease, self.holder, nx=True, px=max(1, int(seconds * 1000))):
                 return True
-            return bool(self.client.get(lease) == PROCESS_ID.encode())
+            return bool(self.client.get(lease) == self.holder.encode())
         except Exception as error:
             self._unreachable("asked for a lease", error)
             return True
@@ -314,7 +328,7 @@ class RedisBudgets(_Guarded):
             return
         try:
             lease = f"{name}.lease"
-            if self.client.get(lease) == PROCESS_ID.encode():
+            if self.client.get(lease) == self.holder.encode():
                 self.client.delete(lease)
         except Exception as error:
             self._unreachable("handed a lease back", error)

@@ -92,10 +92,13 @@ class SharedView:
 
     def __init__(self, backend: SharedBudgets, refresh: float = 1.0, lease_seconds: float = 30.0) -> None:
         self.backend = backend
+        # Who this process is to the others (a test gives two views in one process two names).
+        self.process_id: str = getattr(backend, "holder", PROCESS_ID)
         self.refresh = refresh
         self.lease_seconds = lease_seconds
         self._read_at: dict[BudgetKey, float] = {}
         self._written: dict[BudgetKey, tuple[float, float]] = {}
+        self._merged: dict[BudgetKey, tuple[str, float]] = {}
         self._offsets: deque[float] = deque(maxlen=_OFFSET_SAMPLES)
 
     def __repr__(self) -> str:
@@ -119,7 +122,12 @@ class SharedView:
                 continue
             self._read_at[key] = now
             shared = yield Share("read", self.name_of(key))
-            if isinstance(shared, SharedReading) and shared.writer != PROCESS_ID:
+            if not isinstance(shared, SharedReading) or shared.writer == self.process_id:
+                continue
+            # The same entry read again is no news (converting it again would make it look newer).
+            seen = (shared.writer, shared.observed_at)
+            if self._merged.get(key) != seen:
+                self._merged[key] = seen
                 store.merge_reading(key, self._local(shared), shared.per_call)
 
     def leases_needed(self, store: UsageStore, budgets: tuple[BudgetKey, ...]) -> tuple[BudgetKey, ...]:
@@ -171,9 +179,9 @@ class SharedView:
         # Back below, in a new window, after a reading past it was shared.
         return last_percent >= SHARE_FROM_PERCENT
 
-    def _offset(self) -> float:
-        """This process's clock minus Graph's, from its own answers (0 until it has seen one)."""
-        return statistics.median(self._offsets) if self._offsets else 0.0
+    def _offset(self) -> float | None:
+        """This process's clock minus Graph's, from its own answers (``None`` until it has seen one)."""
+        return statistics.median(self._offsets) if self._offsets else None
 
     def _shared(
         self, store: UsageStore, key: BudgetKey, reading: UsageReading, graph_time: float | None
@@ -186,7 +194,10 @@ class SharedView:
             regain_at, clock = observed + reading.regain_seconds, "writer"
         else:
             regain_at, clock = 0.0, "writer"
-        return SharedReading(reading.percent, regain_at, observed, clock, store.per_call(key), PROCESS_ID)
+        offset = self._offset()
+        return SharedReading(
+            reading.percent, regain_at, observed, clock, store.per_call(key), self.process_id, offset or 0.0
+        )
 
     def _local(self, shared: SharedReading) -> UsageReading:
         """Another process's reading, in this process's monotonic clock."""
@@ -194,7 +205,13 @@ class SharedView:
         observed_at = now_mono - max(0.0, now_epoch - shared.observed_at)
         regain = 0.0
         if shared.regain_at > 0:
-            regain_epoch = shared.regain_at + (self._offset() if shared.clock == "graph" else 0.0) + REGAIN_MARGIN
+            shift = 0.0
+            if shared.clock == "graph":
+                # This process's own offset to Graph; before it has one, the writer's (its clock
+                # is then taken for this one's, as with a time in the writer's clock).
+                own = self._offset()
+                shift = own if own is not None else shared.graph_offset
+            regain_epoch = shared.regain_at + shift + REGAIN_MARGIN
             # Counted from when it was observed, as the store keeps regain times.
             regain = max(0.0, regain_epoch - shared.observed_at)
         return UsageReading(shared.percent, regain, observed_at, f"shared by {shared.writer}")

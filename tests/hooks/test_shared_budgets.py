@@ -1,0 +1,302 @@
+"""The deployment's shared view of the budgets: two processes' stores over one backend, driven by hand.
+
+Each "process" is a :class:`UsageStore` with a :class:`SharedView` of its own (its own name as
+lease holder and writer) over one backend; their exchanges are driven with scripted answers, the
+shared steps carried out against the backend, as the hooks' drivers do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from email.utils import formatdate
+from typing import Any
+
+import pytest
+
+from airflow_provider_whatsapp.exceptions import GraphThrottledError
+from airflow_provider_whatsapp.hooks.budgets import (
+    FUTURE_TOLERANCE,
+    ProcessBudgets,
+    SharedReading,
+    VariableBudgets,
+    budget_name,
+    parse_reading,
+)
+from airflow_provider_whatsapp.hooks.exchange import GraphExchange, RawResponse, Send, Sleep
+from airflow_provider_whatsapp.hooks.graph import GraphRetryPolicy, GraphSettings, build_request
+from airflow_provider_whatsapp.hooks.shared_view import Share, SharedView, run_share
+from airflow_provider_whatsapp.hooks.usage import CallScope, ConnectionKey, UsageStore
+
+WABA = "102290129340398"
+SETTINGS = GraphSettings(token="EAAunit-shared-5b1c")
+CONN = ConnectionKey(SETTINGS.host, "whatsapp_default")
+POLICY = GraphRetryPolicy(max_attempts=3, exhausted_wait=30.0, max_throttle_wait=600.0)
+LOG = logging.getLogger("test_shared_budgets")
+
+
+class Variables:
+    """A dict behind Airflow's ``Variable`` interface, shared by the test's "processes"."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.fail = False
+
+    def get(self, key: str, default: Any, /) -> Any:
+        if self.fail:
+            raise ConnectionError("the API server is down")
+        with self.lock:
+            return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        if self.fail:
+            raise ConnectionError("the API server is down")
+        with self.lock:
+            self.values[key] = value
+
+
+class Process:
+    """One task process: its own store and its own view of the shared budgets."""
+
+    def __init__(self, name: str, variables: Variables) -> None:
+        self.store = UsageStore()
+        self.backend = VariableBudgets(variables, settle=0.0, holder=name)
+        self.view = SharedView(self.backend, refresh=0.0)
+        self.sleeps: list[float] = []
+
+    def call(self, answers: list[RawResponse]) -> Any:
+        exchange = GraphExchange(
+            build_request(SETTINGS, "GET", f"{WABA}/phone_numbers"),
+            policy=POLICY,
+            connection=CONN,
+            scope=CallScope(waba_id=WABA),
+            log=LOG,
+            shared=self.view,
+            usage_store=self.store,
+        )
+        steps = exchange.steps()
+        reply: Any = None
+        try:
+            for _ in range(100):
+                action = steps.send(reply)
+                if isinstance(action, Share):
+                    reply = run_share(self.backend, action)
+                elif isinstance(action, Sleep):
+                    self.sleeps.append(action.seconds)
+                    reply = None
+                else:
+                    assert isinstance(action, Send)
+                    reply = answers.pop(0)
+        except StopIteration as done:
+            return done.value
+        except Exception as error:
+            return error
+        raise AssertionError("the exchange did not end")
+
+
+def answer(
+    percent: float, regain_minutes: float = 0, *, code: int | None = None, date: float | None = None
+) -> RawResponse:
+    usage = {WABA: [{"type": "whatsapp_business_management", "call_count": percent, "total_cputime": 1,
+                     "total_time": 1, "estimated_time_to_regain_access": regain_minutes}]}  # fmt: skip
+    headers = {"X-Business-Use-Case-Usage": json.dumps(usage), "Date": formatdate(date or time.time(), usegmt=True)}
+    if code is not None:
+        body = {"error": {"code": code, "message": "too many calls", "fbtrace_id": "Ashared"}}
+        return RawResponse(400, headers, json.dumps(body).encode())
+    return RawResponse(200, headers, json.dumps({"data": []}).encode())
+
+
+@pytest.fixture
+def variables() -> Variables:
+    return Variables()
+
+
+def test_what_one_process_learns_holds_the_others_back(variables: Variables) -> None:
+    first, second = Process("worker-1:11", variables), Process("worker-2:22", variables)
+    # The first process's call spends the WABA's budget: Graph says so, and when it is regained.
+    assert first.call([answer(100, regain_minutes=2)]) == {"data": []}
+    # The second, a fresh process, has never heard of this WABA: before its first call it reads
+    # what the first shared, and waits the regain time instead of being refused.
+    assert second.call([answer(3)]) == {"data": []}
+    assert len(second.sleeps) == 1 and 115 < second.sleeps[0] <= 2 * 60 + 2, second.sleeps
+    reading = second.store.business_reading(CONN, WABA)
+    assert reading is not None and reading.percent == 3, "its own answer is the newest reading now"
+
+
+def test_near_the_end_one_process_sends_at_a_time(variables: Variables) -> None:
+    first, second = Process("worker-1:11", variables), Process("worker-2:22", variables)
+    first.call([answer(90)])
+    first.call([answer(96)])
+    key = (CONN, WABA)
+    # The first holds the budget's lease: it has a call under way.
+    assert first.backend.claim(first.view.name_of(key), 30.0)
+    exchange = GraphExchange(
+        build_request(SETTINGS, "GET", f"{WABA}/phone_numbers"),
+        policy=POLICY,
+        connection=CONN,
+        scope=CallScope(waba_id=WABA),
+        log=LOG,
+        shared=second.view,
+        usage_store=second.store,
+    )
+    steps, reply, held = exchange.steps(), None, []
+    for _ in range(100):
+        action = steps.send(reply)
+        if isinstance(action, Send):
+            break
+        if isinstance(action, Sleep):
+            held.append(action.seconds)
+            if len(held) == 3:
+                # The first's call was answered; it hands the lease back.
+                first.backend.release(first.view.name_of(key))
+        reply = run_share(second.backend, action) if isinstance(action, Share) else None
+    else:
+        raise AssertionError("the second call was never sent")
+    # It waited while the first held the lease, and was sent once it was handed back.
+    assert len(held) >= 3
+    assert second.backend.claim(second.view.name_of(key), 30.0), "the second holds the lease now"
+
+
+def test_a_lease_has_one_holder_when_two_claim_it_at_once(variables: Variables) -> None:
+    name = "whatsapp_budget.x.waba"
+    # B checked before A wrote, and writes while A waits for a rival's write to land: each reads
+    # the lease back after its wait, and only the last writer finds its own name.
+    late: list[bool] = []
+    b = VariableBudgets(variables, settle=0.0, holder="process-b")
+
+    def a_waits(seconds: float) -> None:
+        if not late:  # the race, on A's first claim only
+            variables.set(f"{name}.lease", json.dumps({"holder": "process-b", "until": time.time() + 30}))
+            late.append(b.claim(name, 30.0))
+
+    a = VariableBudgets(variables, settle=0.05, sleep=a_waits, holder="process-a")
+    assert a.claim(name, 30.0) is False
+    assert late == [True]
+    # A claim while a lease is held by another is refused at once, without writing.
+    assert a.claim(name, 30.0) is False
+    b.release(name)
+    assert a.claim(name, 30.0) is True
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[1, 2]",
+        json.dumps({"percent": "a lot"}),
+        json.dumps(
+            {"percent": 90, "regain_at": 0, "observed_at": time.time(), "clock": "moon", "per_call": 1, "writer": "x"}
+        ),
+        json.dumps(
+            {
+                "percent": 1e9,
+                "regain_at": 0,
+                "observed_at": time.time(),
+                "clock": "writer",
+                "per_call": 1,
+                "writer": "x",
+            }
+        ),
+        json.dumps(
+            {
+                "percent": 90,
+                "regain_at": 0,
+                "observed_at": time.time() + FUTURE_TOLERANCE + 60,
+                "clock": "writer",
+                "per_call": 1,
+                "writer": "x",
+            }
+        ),
+        json.dumps(
+            {
+                "percent": 90,
+                "regain_at": 0,
+                "observed_at": time.time() - 7200,
+                "clock": "writer",
+                "per_call": 1,
+                "writer": "x",
+            }
+        ),
+        json.dumps(
+            {
+                "percent": float("nan"),
+                "regain_at": 0,
+                "observed_at": time.time(),
+                "clock": "writer",
+                "per_call": 1,
+                "writer": "x",
+            }
+        ),
+    ],
+    ids=["not-json", "not-object", "bad-type", "bad-clock", "absurd", "future", "too-old", "nan"],
+)
+def test_a_bad_entry_is_ignored_and_counted_never_a_crash(variables: Variables, raw: str) -> None:
+    process = Process("worker-1:11", variables)
+    variables.values[process.view.name_of((CONN, WABA))] = raw
+    assert process.call([answer(5)]) == {"data": []}
+    assert process.sleeps == []
+    assert sum(process.backend.ignored.values()) == 1
+
+
+def test_an_entry_regaining_far_in_the_future_never_waits_past_max_throttle_wait(variables: Variables) -> None:
+    process = Process("worker-1:11", variables)
+    far = SharedReading(100.0, time.time() + 86400 * 30, time.time(), "writer", 3.0, "elsewhere")
+    variables.values[process.view.name_of((CONN, WABA))] = far.to_json()
+    process.call([answer(5)])
+    assert process.sleeps and max(process.sleeps) <= POLICY.max_throttle_wait
+
+
+def test_two_hosts_with_one_token_are_two_budgets() -> None:
+    assert budget_name("https://graph.facebook.com", "whatsapp_default", WABA) != budget_name(
+        "https://graph.example.test", "whatsapp_default", WABA
+    )
+    assert budget_name("https://graph.facebook.com", "a", WABA) != budget_name("https://graph.facebook.com", "b", WABA)
+    assert budget_name("https://graph.facebook.com", "a", None).endswith(".app")
+
+
+def test_an_unreachable_store_degrades_to_the_process_view_with_one_warning(
+    variables: Variables, caplog: pytest.LogCaptureFixture
+) -> None:
+    process = Process("worker-1:11", variables)
+    variables.fail = True
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_whatsapp.hooks.budgets"):
+        assert process.call([answer(100, regain_minutes=1)]) == {"data": []}
+        assert process.call([answer(5)]) == {"data": []}
+    # The process's own reading still paces it; the store is not asked again for a while.
+    assert process.sleeps and process.sleeps[0] > 50
+    assert process.backend.failures >= 1 and process.backend.down
+    warnings = [r for r in caplog.records if "could not be" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
+def test_a_regain_time_in_graphs_clock_holds_on_a_machine_whose_clock_is_off(variables: Variables) -> None:
+    writer, reader = Process("host-a:1", variables), Process("host-b:2", variables)
+    graph_now = time.time() - 3600  # Graph's clock is an hour behind both machines'
+    # The reader has measured its own offset to Graph from its own answers.
+    reader.call([answer(1, date=graph_now)])
+    writer.call([answer(100, regain_minutes=3, date=graph_now)])
+    entry = parse_reading(variables.values[writer.view.name_of((CONN, WABA))], time.time())
+    assert entry is not None and entry.clock == "graph" and abs(entry.regain_at - (graph_now + 180)) < 2
+    reader.call([answer(2, date=graph_now)])
+    assert reader.sleeps and 175 < reader.sleeps[-1] <= 3 * 60 + 2, reader.sleeps
+    # A fresh process, with no answer of its own yet, goes by the writer's offset.
+    fresh = Process("host-c:3", variables)
+    fresh.call([answer(3, date=graph_now)])
+    assert fresh.sleeps and 175 < fresh.sleeps[0] <= 3 * 60 + 2, fresh.sleeps
+
+
+def test_a_throttle_without_a_header_is_shared_as_spent(variables: Variables) -> None:
+    first, second = Process("worker-1:11", variables), Process("worker-2:22", variables)
+    refusal = RawResponse(400, {}, json.dumps({"error": {"code": 80008, "message": "too many"}}).encode())
+    result = first.call([refusal, refusal, refusal])
+    assert isinstance(result, GraphThrottledError)
+    second.call([answer(1)])
+    assert second.sleeps and second.sleeps[0] >= POLICY.exhausted_wait - 1
+
+
+def test_nothing_shared_means_every_process_alone() -> None:
+    backend = ProcessBudgets()
+    assert backend.read("x") is None and backend.claim("x", 1.0)
