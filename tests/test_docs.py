@@ -1,4 +1,5 @@
-"""The docs' code snippets come from the example DAGs: every include must resolve."""
+"""The docs: code snippets come from the example DAGs (every include resolves), every page and
+image exists, and the README counts what the tests hold."""
 
 from __future__ import annotations
 
@@ -45,3 +46,10 @@ def test_every_image_exists_and_every_screenshot_is_shown() -> None:
             shown.add(image)
     screenshots = set((REPO / "docs" / "walkthrough").glob("*.png"))
     assert screenshots and screenshots <= shown, f"not in any page: {sorted(screenshots - shown)}"
+
+
+def test_the_readme_counts_the_bad_inputs_the_table_holds() -> None:
+    from tests.bad_input_cases import CASES
+
+    readme = (REPO / "README.md").read_text()
+    assert f"- **Bad input**: {len(CASES)} inputs across" in readme
