@@ -59,11 +59,15 @@ def deferred_trigger(airflow: AirflowDeployment, dag_id: str, run_id: str, task_
 
 
 def trigger_log(airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
-    """What the triggerer logged for the task's trigger (a JSON file per triggerer job, beside the task's log)."""
+    """What the triggerer has logged so far for the task's trigger (a JSON file per triggerer job,
+    beside the task's log); a line still being written is left for the next read."""
     task_logs = airflow.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
-    files = sorted(task_logs.glob("attempt=1.log.trigger.*.log"))
-    assert files, f"no trigger log in {task_logs}"
-    return [json.loads(line) for path in files for line in path.read_text(errors="replace").splitlines() if line]
+    lines = [
+        line
+        for path in sorted(task_logs.glob("attempt=1.log.trigger.*.log"))
+        for line in path.read_text(errors="replace").splitlines(keepends=True)
+    ]
+    return [json.loads(line) for line in lines if line.endswith("\n") and line.strip()]
 
 
 def scheduler_finished_lines(airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str) -> list[str]:
