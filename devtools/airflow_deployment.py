@@ -365,12 +365,14 @@ class AirflowDeployment:
         for name in ("airflow", *self.databases.values()):
             run([*psql, "-c", f"CREATE DATABASE {name} OWNER airflow"])
 
-    def sql(self, conn_id: str, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement (``%s`` placeholders) on a database of ``databases``, committed; its rows, if any."""
+    def sql(self, conn_id: str | None, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (``%s`` placeholders) on a database of ``databases`` (``None``: the
+        metadata database), committed; its rows, if any."""
         import psycopg2
 
+        database = "airflow" if conn_id is None else self.databases[conn_id]
         connection = psycopg2.connect(
-            host="127.0.0.1", port=self._pg_port, user="airflow", password="airflow", dbname=self.databases[conn_id]
+            host="127.0.0.1", port=self._pg_port, user="airflow", password="airflow", dbname=database
         )
         try:
             with connection, connection.cursor() as cursor:
