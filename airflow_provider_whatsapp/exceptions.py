@@ -213,6 +213,11 @@ def error_class_for(
     return GraphPermanentError
 
 
+#: Graph's "invalid parameter": how it answers a create of a number already on the WABA, and a
+#: wrong or expired verification code; with subcode :data:`OBJECT_MISSING` the object is missing.
+INVALID_PARAMETER = 100
+OBJECT_MISSING = 33
+
 #: Graph's code for the app-wide platform limit (``X-App-Usage``).
 APP_THROTTLE_CODE = 4
 
@@ -220,3 +225,37 @@ APP_THROTTLE_CODE = 4
 def is_business_throttle(code: int | None) -> bool:
     """Whether a throttle code is about one business object (the WABA) rather than the whole app."""
     return code is not None and (80001 <= code <= 80014)
+
+
+# --------------------------------------------------------------------------- recorded errors
+
+
+def _subclasses(base: type[WhatsAppProviderError]) -> list[type[WhatsAppProviderError]]:
+    found = [base]
+    for subclass in base.__subclasses__():
+        found.extend(_subclasses(subclass))
+    return found
+
+
+def recorded_error_class(record: Mapping[str, Any] | None) -> type[WhatsAppProviderError] | None:
+    """
+    The class of an error recorded as plain values (``GraphAPIError.to_dict()``, XCom, a table row).
+
+    Found by its ``error_class`` name among this provider's error classes (subclasses defined
+    elsewhere count once imported); ``None`` for no record or a name the provider does not know.
+    """
+    name = (record or {}).get("error_class")
+    if not name:
+        return None
+    return next((cls for cls in _subclasses(WhatsAppProviderError) if cls.__name__ == name), None)
+
+
+def recorded_as(record: Mapping[str, Any] | None, *classes: type[WhatsAppProviderError]) -> bool:
+    """Whether a recorded error is of one of ``classes`` or a subclass of them (``issubclass``)."""
+    cls = recorded_error_class(record)
+    return cls is not None and issubclass(cls, classes)
+
+
+def retry_may_cure(record: Mapping[str, Any] | None) -> bool:
+    """Whether a later try may get past a recorded error: throttled, transient or no answer at all."""
+    return recorded_as(record, GraphThrottledError, GraphTransientError, GraphConnectionError)

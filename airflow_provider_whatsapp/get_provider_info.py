@@ -68,7 +68,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_provider_whatsapp.operators.phone_numbers"],
+                "python-modules": [
+                    "airflow_provider_whatsapp.operators.phone_numbers",
+                    "airflow_provider_whatsapp.operators.onboarding",
+                ],
             }
         ],
         "sensors": [
@@ -80,9 +83,31 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["airflow_provider_whatsapp.triggers.phone_numbers"],
+                "python-modules": [
+                    "airflow_provider_whatsapp.triggers.phone_numbers",
+                    "airflow_provider_whatsapp.triggers.onboarding",
+                ],
             }
         ],
+        "config": {
+            "whatsapp": {
+                "description": "Options of the WhatsApp Business provider.",
+                "options": {
+                    "onboarding_resume_grace": {
+                        "description": (
+                            "Seconds after an onboarding task deferred before its trigger fires, however soon "
+                            "the onboarding is done. A trigger that fires within seconds of its task's deferral "
+                            "can be taken by the scheduler for a task that changed state behind its back and be "
+                            "retried (apache/airflow#66374); a busy scheduler needs a few seconds."
+                        ),
+                        "version_added": "0.3.0",
+                        "type": "float",
+                        "example": "20",
+                        "default": "20",
+                    },
+                },
+            }
+        },
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_whatsapp.hooks.whatsapp.WhatsAppBusinessHook",

@@ -27,7 +27,7 @@ BENCHMARKS = {
     "pacing": "benchmarks.bench_pacing",
     "import": "benchmarks.bench_import",
     "triggers": "benchmarks.bench_triggers",
-    "bulk": "benchmarks.bench_bulk",
+    "throughput": "benchmarks.bench_throughput",
     "multi_waba": "benchmarks.bench_multi_waba",
 }
 # Every benchmark bounds its own loops; this only stops a wedged process.

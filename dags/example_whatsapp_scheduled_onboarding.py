@@ -2,23 +2,24 @@
 
 The table ``whatsapp_onboarding_requests`` (DDL in ``whatsapp_onboarding_requests.sql`` beside this
 file) is read and written through Airflow's SQL tooling, on the connection
-``whatsapp_onboarding_db`` (any database with a ``DbApiHook``: PostgreSQL, MySQL, SQLite...).
+``whatsapp_onboarding_db`` (any database with a ``DbApiHook`` and window functions: PostgreSQL,
+MySQL 8, SQLite...).
 
-``read_requests`` takes the open rows (``pending``, ``needs_code``); if the database cannot be
+``read_requests`` takes at most ``max_rows`` open rows (``pending``, ``needs_code``), oldest first
+and in turns across WABAs; the rest stay as they are for the next run. If the database cannot be
 read the run fails there, before any Graph call. ``plan`` sets rows with bad input aside
-(``invalid``, with the rule; no Graph call) and plans the rest from one list read per WABA, as the
-bulk DAG does: a number continues where Graph says it stands, so a row left half done by an
-earlier run is finished, never created or registered twice. Each start step has its mapped task
-group: ``onboard`` (create, request code, verify, register), ``onboard_preverified`` (create with
-the row's ``preverified_id``, register), ``resume_at_code``, ``resume_at_register``, and, when a
-person enters the codes, ``onboard_until_code`` and ``resume_until_code`` (they stop once the code
-is requested).
+(``invalid``, with the rule; no Graph call) and puts the rest in batches, a WABA's rows together.
+``onboard`` (``OnboardPhoneNumbersOperator``, mapped over the batches) onboards each batch in the
+triggerer from one list read per WABA: a number continues where Graph says it stands, so a row
+left half done by an earlier run is finished, never created or registered twice.
 ``write_back`` records every row in a transaction of its own: ``onboarded`` with the
 phone-number ID, ``needs_code``, ``failed`` with Graph's code, subcode and message, ``invalid``
-with the rule; throttled rows stay ``pending`` with nothing held against them, and transient
-failures are tried again by the next runs, at most ``max_attempts`` times. It publishes each
-WABA's newly onboarded numbers as the asset ``whatsapp://<waba_id>/phone_numbers`` (through the
-alias ``whatsapp_onboarded_phone_numbers``), which ``example_whatsapp_onboarded_numbers`` consumes.
+with the rule. A row is never ``failed`` without Graph's error: a throttle to wait out, Graph
+unreachable, or a batch whose task failed before its report leave the row as it was, its
+attempts untouched (and the last fails the run, naming the batches). Transient Graph errors are
+tried again by the next runs, at most ``max_attempts`` times. It publishes each WABA's newly
+onboarded numbers as the asset ``whatsapp://<waba_id>/phone_numbers`` (through the alias
+``whatsapp_onboarded_phone_numbers``), which ``example_whatsapp_onboarded_numbers`` consumes.
 
 Verification codes: with the Variable ``whatsapp_onboarding_code_source`` set to ``sandbox`` (the
 demo), the code the Graph sandbox sent is used. Otherwise a row stops at ``needs_code`` once its
@@ -33,37 +34,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.common.compat.assets import Asset, AssetAlias
-from airflow.providers.common.compat.sdk import DAG, Param, task, task_group
+from airflow.providers.common.compat.sdk import DAG, Param, task
 
-from airflow_provider_whatsapp.onboarding import CREATE, REGISTER, REQUEST_CODE, STEPS
-from airflow_provider_whatsapp.onboarding_requests import (
-    ASSET_ALIAS,
-    CREATE_FOR_PERSON,
-    CREATE_PREVERIFIED,
-    REQUEST_CODE_FOR_PERSON,
-)
-from airflow_provider_whatsapp.onboarding_tasks import (
-    RESUME_GROUPS,
-    SANDBOX_CODE,
-    StepGroup,
-    code_request_step,
-    code_steps,
-    create_step,
-    register_step,
-    resume_task_groups,
-)
-from airflow_provider_whatsapp.sandbox.client import read_verification_code
+from airflow_provider_whatsapp.onboarding.requests_table import ASSET_ALIAS
+from airflow_provider_whatsapp.operators.onboarding import OnboardPhoneNumbersOperator
 
 DB_CONN_ID = "whatsapp_onboarding_db"
 CODE_SOURCE_VARIABLE = "whatsapp_onboarding_code_source"
-# The mapped task group of each start step (see plan_requests), and its steps.
-GROUPS = {
-    CREATE: StepGroup("onboard", STEPS),
-    CREATE_PREVERIFIED: StepGroup("onboard_preverified", (CREATE, REGISTER)),
-    CREATE_FOR_PERSON: StepGroup("onboard_until_code", (CREATE, REQUEST_CODE)),
-    REQUEST_CODE_FOR_PERSON: StepGroup("resume_until_code", (REQUEST_CODE,)),
-    **RESUME_GROUPS,
-}
+PIN_VARIABLE = "whatsapp_two_step_pin"
+# Demo only: the code the Graph sandbox "sent".
+SANDBOX_CODE_SOURCE = "airflow_provider_whatsapp.sandbox.client.verification_code_for"
+CODE_SOURCE_TEMPLATE = (
+    f"{{{{ '{SANDBOX_CODE_SOURCE}' if var.value.get('{CODE_SOURCE_VARIABLE}', 'person') == 'sandbox' else '' }}}}"
+)
 
 
 def codes_from_person() -> bool:
@@ -83,125 +66,98 @@ with DAG(
     is_paused_upon_creation=True,
     # One run at a time: two runs would plan the same rows from the same Graph state.
     max_active_runs=1,
-    max_active_tasks=16,
     tags=["example", "whatsapp"],
-    # A worker killed mid-call fails its task: the retry finishes the job without doing it twice.
-    # What still fails is left to the next runs, counted in the row's attempts.
+    # A worker or triggerer killed mid-batch fails its task: the retry finishes the job without
+    # doing it twice. What still fails is left to the next runs.
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
-    user_defined_macros={"sandbox_verification_code": read_verification_code},
-    params={"max_attempts": Param(5, type="integer", minimum=1, description="Runs a row may take")},
+    params={
+        "max_attempts": Param(5, type="integer", minimum=1, description="Runs a row may take"),
+        "max_rows": Param(1000, type="integer", minimum=1, description="Open rows one run takes at most"),
+        "batch_size": Param(1000, type="integer", minimum=1, description="Rows per onboarding task at most"),
+    },
 ) as dag:
     # [END howto_scheduled_onboarding_dag]
     # [START howto_scheduled_onboarding_read]
     @task
-    def read_requests() -> list[dict[str, Any]]:
+    def read_requests(params: dict[str, Any]) -> list[dict[str, Any]]:
         from airflow.providers.common.compat.sdk import BaseHook
 
-        from airflow_provider_whatsapp.onboarding_requests import REQUEST_COLUMNS, select_open_requests
+        from airflow_provider_whatsapp.onboarding.requests_table import REQUEST_COLUMNS, select_open_requests
 
         db = BaseHook.get_hook(DB_CONN_ID)
-        sql, parameters = select_open_requests(db.placeholder)
+        sql, parameters = select_open_requests(db.placeholder, params["max_rows"])
         rows = [dict(zip(REQUEST_COLUMNS, record, strict=True)) for record in db.get_records(sql, parameters)]
-        print(f"{len(rows)} open requests")
+        print(f"{len(rows)} open requests taken (at most {params['max_rows']})")
         return rows
 
     @task
-    def plan(rows: list[dict[str, Any]]) -> dict[str, Any]:
-        from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
-        from airflow_provider_whatsapp.onboarding import numbers_on_waba
-        from airflow_provider_whatsapp.onboarding_requests import plan_requests
+    def plan(rows: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        from airflow.providers.common.compat.sdk import conf
 
-        hook = WhatsAppBusinessHook()
-        planned = plan_requests(
+        from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
+        from airflow_provider_whatsapp.onboarding.requests_table import plan_requests
+
+        return plan_requests(
             rows,
-            hook.default_waba_id,
-            lambda waba_id: numbers_on_waba(hook, waba_id),
+            WhatsAppBusinessHook().default_waba_id,
             codes_from_person=codes_from_person(),
+            batch_size=params["batch_size"],
+            max_batches=conf.getint("core", "max_map_length", fallback=1024),
         )
-        hook.close()
-        return planned
+
+    @task
+    def batches_of(planned: dict[str, Any]) -> list[list[dict[str, Any]]]:
+        return planned["batches"]
 
     # [END howto_scheduled_onboarding_read]
 
-    @task
-    def requests_starting_at(planned: dict[str, Any], start: str) -> list[dict[str, Any]]:
-        from airflow_provider_whatsapp.onboarding_requests import requests_starting_at
-
-        return requests_starting_at(planned["numbers"], start)
-
-    @task_group(group_id=GROUPS[CREATE].group_id)
-    def onboard(cc: str, phone_number: str, verified_name: str, waba_id: str | None) -> None:
-        code_steps(create_step(cc, phone_number, verified_name, waba_id).output, waba_id, SANDBOX_CODE)
-
-    @task_group(group_id=GROUPS[CREATE_PREVERIFIED].group_id)
-    def onboard_preverified(
-        cc: str, phone_number: str, verified_name: str | None, waba_id: str | None, preverified_id: str
-    ) -> None:
-        register_step(create_step(cc, phone_number, verified_name, waba_id, preverified_id).output, waba_id)
-
-    # [START howto_scheduled_onboarding_person]
-    # Codes from a person: request the code and stop; the row is recorded as needs_code.
-    @task_group(group_id=GROUPS[CREATE_FOR_PERSON].group_id)
-    def onboard_until_code(cc: str, phone_number: str, verified_name: str, waba_id: str | None) -> None:
-        code_request_step(create_step(cc, phone_number, verified_name, waba_id).output, waba_id)
-
-    @task_group(group_id=GROUPS[REQUEST_CODE_FOR_PERSON].group_id)
-    def resume_until_code(phone_number_id: str, waba_id: str) -> None:
-        code_request_step(phone_number_id, waba_id)
-
-    # [END howto_scheduled_onboarding_person]
-
-    resume_at_code, resume_at_register = resume_task_groups(SANDBOX_CODE)
+    rows = read_requests()
+    planned = plan(rows)
+    # [START howto_scheduled_onboarding_onboard]
+    onboard = OnboardPhoneNumbersOperator.partial(
+        task_id="onboard",
+        pin_variable=PIN_VARIABLE,
+        # Rendered per run: empty (codes from a person) unless the Variable says "sandbox".
+        code_source=CODE_SOURCE_TEMPLATE,
+    ).expand(numbers=batches_of(planned))
+    # [END howto_scheduled_onboarding_onboard]
 
     # [START howto_scheduled_onboarding_write_back]
     @task(trigger_rule="all_done", outlets=[AssetAlias(ASSET_ALIAS)])
-    def write_back(planned: dict[str, Any], params: dict[str, Any], ti: Any = None, outlet_events: Any = None) -> Any:
-        from airflow.providers.common.compat.sdk import BaseHook
+    def write_back(
+        rows: list[dict[str, Any]],
+        planned: dict[str, Any],
+        params: dict[str, Any],
+        ti: Any = None,
+        outlet_events: Any = None,
+    ) -> Any:
+        from airflow.providers.common.compat.sdk import AirflowFailException, BaseHook
 
         from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
-        from airflow_provider_whatsapp.onboarding import numbers_on_waba, report_onboarding
-        from airflow_provider_whatsapp.onboarding_requests import (
+        from airflow_provider_whatsapp.onboarding.requests_table import (
             asset_uri,
             onboarded_by_waba,
             outcomes_of_run,
             write_outcomes,
         )
-        from airflow_provider_whatsapp.onboarding_tasks import run_results
 
-        def pull(task_id: str, index: int, key: str) -> Any:
-            return ti.xcom_pull(task_ids=task_id, map_indexes=index, key=key)
-
-        hook = WhatsAppBusinessHook()
-        results = run_results(planned["numbers"], GROUPS, pull)
-        # Graph is read again only for the WABAs whose numbers did not all finish.
-        report = report_onboarding(planned["numbers"], results, lambda waba_id: numbers_on_waba(hook, waba_id))
-        hook.close()
-        outcomes = outcomes_of_run(planned, report, results, params["max_attempts"])
+        reports = [ti.xcom_pull(task_ids="onboard", map_indexes=index) for index in range(len(planned["batches"]))]
+        outcomes, missing = outcomes_of_run(rows, planned, reports, params["max_attempts"])
         db = BaseHook.get_hook(DB_CONN_ID)
         connection = db.get_conn()
         try:
             unwritten = write_outcomes(connection, db.placeholder, outcomes)
         finally:
             connection.close()
-        rows = [number["row"] for number in planned["numbers"]]
-        for waba_id, published in onboarded_by_waba(rows, outcomes, hook.default_waba_id).items():
+        for waba_id, published in onboarded_by_waba(rows, outcomes, WhatsAppBusinessHook().default_waba_id).items():
             outlet_events[AssetAlias(ASSET_ALIAS)].add(Asset(asset_uri(waba_id)), extra=published)
-        if unwritten:
-            raise RuntimeError(f"{len(unwritten)} rows could not be written: {'; '.join(unwritten)}")
+        problems = [f"{len(unwritten)} rows could not be written: {'; '.join(unwritten)}"] if unwritten else []
+        if missing:
+            problems.append(f"onboard{missing} left no report (their rows are left as they were, attempts untouched)")
+        if problems:
+            raise AirflowFailException(" | ".join(problems))
         return {request_id: values["status"] for request_id, values in outcomes.items()}
 
     # [END howto_scheduled_onboarding_write_back]
 
-    planned = plan(read_requests())
-    onboarding = [
-        group.expand_kwargs(requests_starting_at.override(task_id=f"start_{GROUPS[start].group_id}")(planned, start))
-        for start, group in (
-            (CREATE, onboard),
-            (CREATE_PREVERIFIED, onboard_preverified),
-            (CREATE_FOR_PERSON, onboard_until_code),
-            (REQUEST_CODE, resume_at_code),
-            (REQUEST_CODE_FOR_PERSON, resume_until_code),
-            (REGISTER, resume_at_register),
-        )
-    ]
-    onboarding >> write_back(planned)
+    onboard >> write_back(rows, planned)

@@ -13,7 +13,8 @@ CREATE TABLE whatsapp_onboarding_requests (
     error_subcode   INTEGER,
     error_message   TEXT,
     attempts        INTEGER      NOT NULL DEFAULT 0,
+    created_at      TIMESTAMP    NOT NULL DEFAULT CURRENT_TIMESTAMP, -- oldest first, in turns across WABAs
     updated_at      TIMESTAMP    NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
-CREATE INDEX whatsapp_onboarding_requests_open ON whatsapp_onboarding_requests (status);
+CREATE INDEX whatsapp_onboarding_requests_open ON whatsapp_onboarding_requests (status, waba_id, created_at);
 -- [END howto_scheduled_onboarding_table]

@@ -107,6 +107,25 @@ def session_members(session_id: int) -> list[int]:
     return members
 
 
+def _cpu_of(pid: int) -> float:
+    """User and system CPU seconds of a process and of its reaped children (0 once it is gone)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # utime, stime, cutime, cstime: fields 14-17 of stat, 11-14 after the command name.
+        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+def _children_of(pid: int) -> list[int]:
+    """The live child processes of ``pid``."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
 def kill_session(session_id: int, timeout: float = 30) -> None:
     """SIGKILL every process of a session, whatever its process group; bounded by ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -320,6 +339,23 @@ class AirflowDeployment:
         return line
 
     # ------------------------------------------------------------------ PostgreSQL
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user and system) each component has spent so far, with what it reaped.
+
+        A component is its session: its process, and every descendant still alive (a worker, an
+        API server process). What a descendant that ended spent (a task process, its supervisor)
+        is in its parent's ``children`` times once reaped, so nothing is counted twice or lost.
+        PostgreSQL is its postmaster, whose backends are its children.
+        """
+        spent: dict[str, float] = {}
+        for name, process in self.processes.items():
+            if process.poll() is None:
+                spent[name] = sum(_cpu_of(pid) for pid in session_members(process.pid))
+        if self._pg_data is not None and (self._pg_data / "postmaster.pid").exists():
+            postmaster = int((self._pg_data / "postmaster.pid").read_text().split()[0])
+            spent["postgres"] = _cpu_of(postmaster) + sum(_cpu_of(pid) for pid in _children_of(postmaster))
+        return spent
 
     def _as_postgres(self, args: list[str]) -> list[str]:
         return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args

@@ -22,6 +22,8 @@ _HOME = os.environ.get("WHATSAPP_PROVIDER_TEST_HOME") or tempfile.mkdtemp(prefix
 os.environ["WHATSAPP_PROVIDER_TEST_HOME"] = _HOME
 os.environ["AIRFLOW_HOME"] = _HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# dag.test() runs a trigger inline, where Airflow's resume race cannot happen: no grace to wait.
+os.environ["AIRFLOW__WHATSAPP__ONBOARDING_RESUME_GRACE"] = "0"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ.pop("AIRFLOW_CONN_WHATSAPP_DEFAULT", None)

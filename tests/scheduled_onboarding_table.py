@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_whatsapp.onboarding_requests import REQUEST_COLUMNS
+from airflow_provider_whatsapp.onboarding.requests_table import REQUEST_COLUMNS
 
 DDL = Path(__file__).resolve().parents[1] / "dags" / "whatsapp_onboarding_requests.sql"
 # What a test may set: the columns a run reads (but its own count) and an earlier outcome's ID.
@@ -27,13 +27,15 @@ def ddl_statements() -> list[str]:
 def seed_rows(
     execute: Callable[[str, Iterable[Any]], Any], placeholder: str, rows: Iterable[Mapping[str, Any]]
 ) -> None:
-    """Insert ``rows`` (dicts of some of :data:`SEED_COLUMNS`; ``status`` defaults to ``pending``)."""
-    marks = ", ".join([placeholder] * len(SEED_COLUMNS))
+    """Insert ``rows`` (dicts of some of :data:`SEED_COLUMNS`, and ``created_at``; ``status`` defaults to
+    ``pending``, ``created_at`` to now)."""
     for row in rows:
         values = {"status": "pending", **row}
+        columns = [column for column in (*SEED_COLUMNS, "created_at") if column in values or column in SEED_COLUMNS]
+        marks = ", ".join([placeholder] * len(columns))
         execute(
-            f"INSERT INTO whatsapp_onboarding_requests ({', '.join(SEED_COLUMNS)}) VALUES ({marks})",
-            [values.get(column) for column in SEED_COLUMNS],
+            f"INSERT INTO whatsapp_onboarding_requests ({', '.join(columns)}) VALUES ({marks})",
+            [values.get(column) for column in columns],
         )
 
 

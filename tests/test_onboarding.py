@@ -1,4 +1,4 @@
-"""Planning and reporting a bulk run from what Graph holds (``airflow_provider_whatsapp.onboarding``).
+"""Planning and reporting a bulk run from what Graph holds (``onboarding.plan`` and ``onboarding.report``).
 
 Plain functions on plain values: Graph is a dict of nodes per WABA here, read through a counting
 reader. The example DAG runs them against the sandbox in tests/reliability/test_crash_rerun.py.
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_whatsapp.exceptions import GraphPermanentError, GraphTransientError
-from airflow_provider_whatsapp.onboarding import (
+from airflow_provider_whatsapp.onboarding.plan import (
     CREATE,
     NOT_CREATED,
     NOT_REGISTERED,
@@ -21,13 +21,12 @@ from airflow_provider_whatsapp.onboarding import (
     REQUEST_CODE,
     UNKNOWN,
     Progress,
-    describe,
     map_indexes,
     plan_onboarding,
     progress_of,
-    report_onboarding,
     starting_at,
 )
+from airflow_provider_whatsapp.onboarding.report import describe, report_onboarding
 
 WABA = "102290129340398"
 OTHER_WABA = "102290129340399"
@@ -206,7 +205,11 @@ def test_report_trusts_the_runs_answers_and_reads_graph_once_per_waba_for_the_re
     assert report["numbers"][1]["note"] == "re-run the DAG with the same numbers: it continues at request_code"
     assert report["numbers"][2]["error"] == create_error
     assert report["numbers"][3]["error"]["field"] == "cc"
-    assert report["numbers"][4]["note"] == "its create_phone_number task ended without an answer from Graph"
+    # Nothing came back from Graph: said as what happened in Airflow, never as Graph's refusal.
+    assert report["numbers"][4]["note"] == (
+        "its create_phone_number step left no result: its task did not run to its end "
+        "(an upstream task failed, it was killed, or it never ran)"
+    )
     line = describe(report["numbers"][1])
     assert line.startswith(f"cc=1 phone_number=5550000002 on WABA {WABA}: created, not registered | phone number ID 31")
     assert "continues at request_code" in line

@@ -7,21 +7,18 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_whatsapp.onboarding import NOT_CREATED, NOT_REGISTERED, ONBOARDED, UNKNOWN
-from airflow_provider_whatsapp.onboarding_requests import (
-    CREATE_FOR_PERSON,
-    CREATE_PREVERIFIED,
-    REQUEST_CODE_FOR_PERSON,
+from airflow_provider_whatsapp.exceptions import InvalidInputError
+from airflow_provider_whatsapp.onboarding.plan import NOT_CREATED, NOT_REGISTERED, ONBOARDED, UNKNOWN
+from airflow_provider_whatsapp.onboarding.requests_table import (
     input_rule,
     onboarded_by_waba,
     outcome,
+    outcomes_of_run,
     plan_requests,
-    requests_starting_at,
     select_open_requests,
     update_outcome,
     write_outcomes,
 )
-from airflow_provider_whatsapp.onboarding_tasks import StepGroup, run_results
 from tests.scheduled_onboarding_table import SELECT_TABLE, ddl_statements, seed_rows, table_by_request
 
 WABA = "102290129340398"
@@ -69,18 +66,21 @@ def error(error_class: str, code: int | None = None, message: str = "boom") -> d
         (row(), entry(NOT_CREATED, error=error("GraphThrottledError", 80008)), {}, None),
         (row(), entry(NOT_CREATED, error=error("InvalidInputError")), {}, ("invalid", None, None, 0)),
         (row(), entry(NOT_REGISTERED, phone_number_id="12"), {"code_requested": True}, ("needs_code", "12", None, 1)),
-        (row(status="needs_code"), entry(NOT_REGISTERED, phone_number_id="12", started_at=None), {}, None),
+        (row(status="needs_code"), entry(NOT_REGISTERED, phone_number_id="12"), {"waiting_for_code": True}, None),
         (row(), entry("banned", phone_number_id="13", started_at=None), {}, ("failed", "13", None, 0)),
         (row(), entry(UNKNOWN, error=error("GraphPermanentError", 100)), {}, ("failed", None, 100, 1)),
         (row(), entry(NOT_CREATED, error=error("GraphTransientError", 2)), {}, ("pending", None, 2, 1)),
-        (row(attempts=4), entry(NOT_CREATED, error=error("GraphConnectionError")), {}, ("failed", None, None, 5)),
-        (row(), entry(NOT_REGISTERED, phone_number_id="14"), {}, ("pending", "14", None, 1)),
+        (row(attempts=4), entry(NOT_CREATED, error=error("GraphResponseError")), {}, ("failed", None, None, 5)),
+        # Graph unreachable, the deadline, or nothing said: not the row's attempt.
+        (row(attempts=4), entry(NOT_CREATED, error=error("GraphConnectionError")), {}, None),
+        (row(), entry(NOT_REGISTERED, phone_number_id="14"), {"interrupted": "the deadline"}, None),
+        (row(), entry(NOT_REGISTERED, phone_number_id="14"), {}, None),
     ],
 )
 def test_outcome_of_each_kind_of_end(
     the_row: dict[str, Any], the_entry: dict[str, Any], result: dict[str, Any], expected: tuple[Any, ...] | None
 ) -> None:
-    values = outcome(the_row, the_entry, result, max_attempts=5)
+    values = outcome(the_row, {**the_entry, "result": result}, max_attempts=5)
     if expected is None:
         assert values is None
         return
@@ -90,64 +90,49 @@ def test_outcome_of_each_kind_of_end(
         assert values["error_message"]
 
 
-def test_plan_sets_bad_input_aside_and_routes_each_row() -> None:
-    reads: list[str] = []
-    nodes = {
-        "15550100002": {"id": "22", "display_phone_number": "+1 555-010-0002", "status": "PENDING",
-                        "code_verification_status": "NOT_VERIFIED"},
-        "15550100003": {"id": "23", "display_phone_number": "+1 555-010-0003", "status": "PENDING",
-                        "code_verification_status": "NOT_VERIFIED"},
-    }  # fmt: skip
+def test_a_row_is_failed_only_with_graphs_error_classified_by_class() -> None:
+    # A subclass counts as its class (issubclass), whatever its name.
+    class ProxyGatewayError(InvalidInputError):
+        pass
 
-    def read(waba_id: str) -> dict[str, dict[str, Any]]:
-        reads.append(waba_id)
-        return nodes
+    values = outcome(row(), entry(NOT_CREATED, error=error("ProxyGatewayError")), max_attempts=5)
+    assert values is not None and values["status"] == "invalid"
+    # A class the provider does not know is not a Graph refusal it can name: counted as Graph's error.
+    unknown = outcome(row(), entry(NOT_CREATED, error=error("SomethingElse", 7)), max_attempts=5)
+    assert unknown is not None and (unknown["status"], unknown["error_code"]) == ("failed", 7)
 
+
+def test_plan_sets_bad_input_aside_and_batches_the_rest() -> None:
     rows = [
         row("r1"),
-        row("r2", phone_number="5550100002"),
+        row("r2", phone_number="5550100002", waba_id="900"),
         row("r3", phone_number="5550100003", status="needs_code"),
         row("r4", phone_number="5550100004", verified_name=None, preverified_id="2000000000000004"),
         row("r5", cc="+1"),
     ]
-    planned = plan_requests(rows, WABA, read, codes_from_person=True)
-    assert reads == [WABA], "one read for the WABA, none for bad input"
+    planned = plan_requests(rows, WABA, codes_from_person=True, batch_size=2)
     assert set(planned["invalid"]) == {"r5"}
     assert planned["invalid"]["r5"]["status"] == "invalid"
-    starts = {number["row"]["request_id"]: number["start"] for number in planned["numbers"]}
-    assert starts == {"r1": CREATE_FOR_PERSON, "r2": REQUEST_CODE_FOR_PERSON, "r3": None, "r4": CREATE_PREVERIFIED}
-    [preverified] = requests_starting_at(planned["numbers"], CREATE_PREVERIFIED)
-    assert preverified["preverified_id"] == "2000000000000004"
-    assert requests_starting_at(planned["numbers"], REQUEST_CODE_FOR_PERSON) == [
-        {"phone_number_id": "22", "waba_id": WABA}
-    ]
+    # A WABA's rows together, in the order read; each row keyed by its request.
+    assert [[number["key"] for number in batch] for batch in planned["batches"]] == [["r1", "r3"], ["r4", "r2"]]
+    by_key = {number["key"]: number for batch in planned["batches"] for number in batch}
+    assert by_key["r3"]["code_requested"] is True, "a person is to enter its code: no new one"
+    assert by_key["r4"]["preverified_id"] == "2000000000000004" and "verified_name" not in by_key["r4"]
+    assert by_key["r2"]["waba_id"] == "900" and "waba_id" not in by_key["r1"]
 
-    from_sandbox = plan_requests(rows, WABA, read, codes_from_person=False)
-    assert [number["start"] for number in from_sandbox["numbers"]] == [
-        "create_phone_number", "request_code", "request_code", CREATE_PREVERIFIED,
-    ]  # fmt: skip
+    from_sandbox = plan_requests(rows, WABA, codes_from_person=False)
+    assert not any(number.get("code_requested") for batch in from_sandbox["batches"] for number in batch)
+    with pytest.raises(InvalidInputError, match=r"max_map_length = 1\)"):
+        plan_requests(rows, WABA, codes_from_person=False, batch_size=1, max_batches=1)
 
 
-def test_run_results_read_each_numbers_tasks() -> None:
-    groups = {
-        "create_phone_number": StepGroup("onboard", ("create_phone_number", "request_code", "verify_code", "register")),
-        CREATE_FOR_PERSON: StepGroup("onboard_until_code", ("create_phone_number", "request_code")),
-    }
-    numbers = [{"start": "create_phone_number"}, {"start": CREATE_FOR_PERSON}, {"start": None},
-               {"start": "create_phone_number"}]  # fmt: skip
-    xcoms = {
-        ("onboard.request_code", 0, "return_value"): "31",
-        ("onboard.register", 0, "return_value"): "31",
-        ("onboard_until_code.request_code", 0, "return_value"): "32",
-        ("onboard.verify_code", 1, "whatsapp_error"): {"code": 100},
-    }
-    results = run_results(numbers, groups, lambda task_id, index, key: xcoms.get((task_id, index, key)))
-    assert results == [
-        {"code_requested": True, "registered_id": "31"},
-        {"code_requested": True},
-        {},
-        {"failed_step": "verify_code", "error": {"code": 100}},
-    ]
+def test_outcomes_of_a_run_leave_the_rows_of_a_batch_without_report_alone() -> None:
+    rows = [row("r1"), row("r2", phone_number="5550100002"), row("r3", cc="+1")]
+    planned = plan_requests(rows, WABA, codes_from_person=False, batch_size=1)
+    reports = [{"numbers": [{**entry(ONBOARDED, phone_number_id="11"), "key": "r1", "result": {}}]}, None]
+    outcomes, missing = outcomes_of_run(rows, planned, reports, max_attempts=5)
+    assert missing == [1]
+    assert {key: values["status"] for key, values in outcomes.items()} == {"r1": "onboarded", "r3": "invalid"}
 
 
 def test_each_row_is_written_in_its_own_transaction() -> None:
@@ -175,6 +160,23 @@ def test_each_row_is_written_in_its_own_transaction() -> None:
 
 
 def test_sql_uses_the_hooks_placeholder() -> None:
-    sql, parameters = select_open_requests("%s")
-    assert "status IN (%s, %s)" in sql and parameters == ("pending", "needs_code")
+    sql, parameters = select_open_requests("%s", 50)
+    assert "status IN (%s, %s)" in sql and sql.endswith("LIMIT %s")
+    assert parameters == ("pending", "needs_code", 50)
     assert update_outcome("?").endswith("updated_at = CURRENT_TIMESTAMP WHERE request_id = ?")
+    with pytest.raises(InvalidInputError, match="max_rows"):
+        select_open_requests("?", 0)
+
+
+def test_a_run_takes_the_oldest_rows_in_turns_across_wabas() -> None:
+    connection = sqlite3.connect(":memory:")
+    for statement in ddl_statements():
+        connection.execute(statement)
+    seed = [row(f"a{i}", waba_id="100", created_at=f"2026-01-0{i + 1}") for i in range(4)]
+    seed += [row(f"b{i}", waba_id="200", created_at=f"2026-01-0{i + 5}") for i in range(2)]
+    seed += [row("done", waba_id="200", status="onboarded", created_at="2025-12-01")]
+    seed_rows(connection.execute, "?", seed)
+    sql, parameters = select_open_requests("?", 4)
+    taken = [record[0] for record in connection.execute(sql, parameters).fetchall()]
+    # Each WABA's oldest first, then each one's second...; the rest wait for the next run.
+    assert taken == ["a0", "b0", "a1", "b1"]

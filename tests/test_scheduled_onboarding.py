@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,10 +180,12 @@ def test_transient_failures_are_retried_a_bounded_number_of_runs(
 
 
 def test_unreachable_database_fails_the_run_before_any_graph_call(
-    run_dag: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+    run_dag: Any, sandbox: Any, table: RequestsTable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from devtools.airflow_deployment import free_port
 
+    table.seed({"request_id": "d1", "cc": "1", "phone_number": "5550340001", "verified_name": "Acme Db"})
+    reachable = os.environ["AIRFLOW_CONN_WHATSAPP_ONBOARDING_DB"]
     closed = {
         "conn_type": "postgres",
         "host": "127.0.0.1",
@@ -197,4 +200,83 @@ def test_unreachable_database_fails_the_run_before_any_graph_call(
     assert result.state == "failed"
     assert result.task_state("read_requests") == "failed"
     assert result.task_state("plan") == "upstream_failed"
+    # write_back runs whatever happened upstream: it fails too, having nothing to write.
+    assert result.task_state("write_back") == "failed"
+    assert sandbox.requests == []
+    assert table.rows()["d1"]["status"] == "pending"
+
+    # The same run with the table reachable does reach Graph: the empty request log above is the
+    # database's doing, not a DAG that never calls Graph.
+    monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_ONBOARDING_DB", reachable)
+    assert run_dag(DAG_ID, task_args=NO_RETRIES).state == "success"
+    assert sandbox.requests and table.rows()["d1"]["status"] == "onboarded"
+
+
+def test_a_run_takes_at_most_max_rows_and_leaves_the_rest_untouched(
+    run_dag: Any, sandbox: Any, table: RequestsTable
+) -> None:
+    first, second = sandbox.waba_ids
+    table.seed(
+        *(
+            {"request_id": f"m{w}{i:02d}", "waba_id": waba, "cc": "1", "phone_number": f"55504{w}{i:04d}",
+             "verified_name": f"Acme Many {w}-{i}", "created_at": f"2026-01-01 00:{i:02d}:0{w}"}
+            for w, waba in enumerate((first, second))
+            for i in range(12)
+        )
+    )  # fmt: skip
+
+    result = run_dag(DAG_ID, {"max_rows": 10, "batch_size": 4})
+
+    assert result.state == "success", result.task_states
+    rows = table.rows()
+    taken = {key for key, row in rows.items() if row["status"] == "onboarded"}
+    # Oldest first, in turns: five of each WABA; the other fourteen wait, as they were.
+    assert taken == {f"m{w}{i:02d}" for w in (0, 1) for i in range(5)}
+    for key, row in rows.items():
+        if key not in taken:
+            assert (row["status"], row["attempts"], row["phone_number_id"]) == ("pending", 0, None), key
+    assert len(sandbox.numbers()) == 10
+    # Ten rows in batches of four, a WABA's rows together: three onboarding tasks.
+    assert sorted(index for task_id, index in result.task_states if task_id == "onboard") == [0, 1, 2]
+
+    again = run_dag(DAG_ID, {"max_rows": 10, "batch_size": 4})
+    assert again.state == "success"
+    assert sum(row["status"] == "onboarded" for row in table.rows().values()) == 20
+
+
+def test_an_onboarding_task_without_a_report_fails_the_run_and_spends_no_attempt(
+    run_dag: Any, sandbox: Any, table: RequestsTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table.seed(
+        {"request_id": "u1", "cc": "1", "phone_number": "5550350001", "verified_name": "Acme Untouched"},
+        {"request_id": "u2", "cc": "1", "phone_number": "5550350002", "verified_name": "Acme Untouched 2"},
+    )
+    # Airflow's side fails: the batch's task cannot read its PIN, so it ends before any report.
+    monkeypatch.delenv("AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN")
+
+    result = run_dag(DAG_ID, task_args=NO_RETRIES)
+
+    assert result.state == "failed"
+    assert result.task_state("onboard", 0) == "failed"
+    assert result.task_state("write_back") == "failed"
+    for row in table.rows().values():
+        assert (row["status"], row["attempts"], row["error_code"], row["error_message"]) == ("pending", 0, None, None)
+    assert sandbox.requests == []
+
+
+def test_a_failed_plan_fails_the_run_before_any_graph_call_and_spends_no_attempt(
+    run_dag: Any, sandbox: Any, table: RequestsTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table.seed(*({"request_id": f"e{i}", "cc": "1", "phone_number": f"555036000{i}", "verified_name": "Acme E"}
+                 for i in range(3)))  # fmt: skip
+    # More batches than Airflow maps a task over: the plan says so, naming the setting.
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "2")
+
+    result = run_dag(DAG_ID, {"batch_size": 1}, NO_RETRIES)
+
+    assert result.state == "failed"
+    assert result.task_state("plan") == "failed"
+    assert result.task_state("write_back") == "failed"
+    assert {row["attempts"] for row in table.rows().values()} == {0}
+    assert {row["status"] for row in table.rows().values()} == {"pending"}
     assert sandbox.requests == []

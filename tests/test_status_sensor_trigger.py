@@ -154,11 +154,11 @@ class TestAsyncHookRetries:
             waits.append(seconds)
 
         async def run() -> Any:
-            hook = WhatsAppBusinessAsyncHook(retry_policy=FAST_POLICY, sleep=record)
-            try:
-                return await hook.get_phone_number(number_id, **kwargs)
-            except Exception as error:
-                return error
+            async with WhatsAppBusinessAsyncHook(retry_policy=FAST_POLICY, sleep=record) as hook:
+                try:
+                    return await hook.get_phone_number(number_id, **kwargs)
+                except Exception as error:
+                    return error
 
         return asyncio.run(asyncio.wait_for(run(), timeout=20)), waits
 

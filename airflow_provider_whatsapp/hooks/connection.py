@@ -35,3 +35,39 @@ def _host_of(schema: str | None, host: str | None) -> str | None:
     if host and "://" not in host and schema in ("http", "https"):
         return f"{schema}://{host}"
     return host
+
+
+def read_pin(*, pin: Any = None, pin_variable: str | None = None, pin_conn_id: str | None = None) -> str:
+    """
+    The two-step PIN from exactly one source, masked at once and checked to be 6 digits.
+
+    :param pin: the PIN itself.
+    :param pin_variable: the key of an Airflow Variable holding it.
+    :param pin_conn_id: an Airflow connection whose password is the PIN.
+    """
+    from airflow.providers.common.compat.sdk import BaseHook, Variable
+
+    from airflow_provider_whatsapp import validation
+    from airflow_provider_whatsapp.exceptions import InvalidInputError
+
+    if sum(source is not None for source in (pin, pin_variable, pin_conn_id)) != 1:
+        raise InvalidInputError("pin", "give exactly one of pin, pin_variable or pin_conn_id")
+    if pin_variable is not None:
+        value: Any = Variable.get(pin_variable)
+        source = "pin_variable"
+    elif pin_conn_id is not None:
+        value = BaseHook.get_connection(pin_conn_id).password
+        source = "pin_conn_id"
+    else:
+        value, source = pin, "pin"
+    if value not in (None, ""):
+        mask_secret_value(str(value))
+    return validation.six_digits(source, value)
+
+
+async def aread_pin(*, pin_variable: str | None = None, pin_conn_id: str | None = None) -> str:
+    """:func:`read_pin` from an event loop (a trigger): the lookup runs off the loop, as common-compat's
+    ``get_async_connection`` does."""
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(read_pin)(pin_variable=pin_variable, pin_conn_id=pin_conn_id)

@@ -4,7 +4,7 @@
 limits of its WABA and app, what the answer means, which usage to record, whether and when to try
 again, when to look up a POST that may already have been applied. It does no I/O: it *yields*
 what it needs done (:class:`Sleep`, :class:`Send`, :class:`Reconcile`) and is sent back what
-happened. The sync hook (``requests``, ``time.sleep``) and the async hook (``httpx``,
+happened. The sync hook (``requests``, ``time.sleep``) and the async hook (``aiohttp``,
 ``asyncio.sleep``) are two small drivers of the same exchange, so they cannot drift apart.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from airflow_provider_whatsapp.exceptions import (
     APP_THROTTLE_CODE,
@@ -23,15 +23,28 @@ from airflow_provider_whatsapp.exceptions import (
     GraphTransientError,
     is_business_throttle,
 )
-from airflow_provider_whatsapp.hooks.graph import GraphRequest, GraphRetryPolicy, parse_response
+from airflow_provider_whatsapp.hooks.calls import GraphCall, numbers_in
+from airflow_provider_whatsapp.hooks.graph import (
+    GraphRequest,
+    GraphRetryPolicy,
+    GraphSettings,
+    build_request,
+    parse_response,
+)
 from airflow_provider_whatsapp.hooks.usage import (
     USAGE_STORE,
+    BudgetKey,
     CallScope,
     ConnectionKey,
     UsageReport,
     UsageStore,
     parse_usage_headers,
 )
+
+# While other calls of the process are out on a budget with little room left, a call looks again
+# after this long, then twice as long each time, up to the maximum.
+ADMISSION_POLL_FIRST = 0.005
+ADMISSION_POLL_MAX = 0.25
 
 # The steps and the response are tuples, not dataclasses: several are built on every call, and a
 # frozen dataclass's ``__init__`` costs several times as much.
@@ -70,6 +83,8 @@ class ExchangeLog(Protocol):
     def warning(self, msg: Any, /, *args: Any, **kwargs: Any) -> Any: ...
 
 
+T = TypeVar("T")
+
 Action = Sleep | Send | Reconcile
 Reply = RawResponse | GraphConnectionError | dict[str, Any] | None
 ExchangeSteps = Generator[Action, Reply, dict[str, Any]]
@@ -97,6 +112,8 @@ class GraphExchange:
         before sending it again after a failure that may have been applied.
     :param accept_after_uncertain: for a POST whose effect cannot be read back: an error answered
         after a failure that may have been applied, that shows it was.
+    :param numbers_of: the WABA whose phone numbers a successful answer holds (a create, a list
+        page): each number's WABA is remembered, so its later calls are paced by that budget.
     :param usage_store: the process's usage store.
     :param clock: monotonic clock, in seconds.
     """
@@ -106,6 +123,7 @@ class GraphExchange:
         "clock",
         "connection",
         "log",
+        "numbers_of",
         "policy",
         "reconciles",
         "request",
@@ -123,6 +141,7 @@ class GraphExchange:
         log: ExchangeLog,
         reconciles: bool = False,
         accept_after_uncertain: Callable[[GraphAPIError], bool] | None = None,
+        numbers_of: str | None = None,
         usage_store: UsageStore = USAGE_STORE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -133,6 +152,7 @@ class GraphExchange:
         self.log = log
         self.reconciles = reconciles
         self.accept_after_uncertain = accept_after_uncertain
+        self.numbers_of = numbers_of
         self.usage_store = usage_store
         self.clock = clock
 
@@ -176,12 +196,19 @@ class GraphExchange:
                 if isinstance(found, dict):
                     self.log.info("Graph call %s had been applied before the failure; not sent again", self._label)
                     return found
-            pause = self.pacing_wait()
-            if pause > 0:
-                yield Sleep(pause)
-            reply = yield Send(self.request)
+            budgets = yield from self._admitted()
+            settled = False
             try:
-                return self._outcome(reply)
+                reply = yield Send(self.request)
+                usage = self._usage_of(reply)
+                self.usage_store.settle(budgets, self.connection, self.scope, usage)
+                settled = True
+            finally:
+                if not settled:
+                    # The driver gave up on the call (cancelled, or the transport raised).
+                    self.usage_store.settle(budgets, self.connection, self.scope, None)
+            try:
+                return self._outcome(reply, usage)
             except GraphAPIError as error:
                 if uncertain and self.accept_after_uncertain is not None and self.accept_after_uncertain(error):
                     self.log.info("Graph call %s had been applied before the failure", self._label)
@@ -194,19 +221,50 @@ class GraphExchange:
                 waited += wait
                 yield Sleep(wait)
 
-    def _outcome(self, reply: Reply) -> dict[str, Any]:
+    def _admitted(self) -> Generator[Action, Reply, tuple[BudgetKey, ...]]:
+        """Hold the call back until its budgets allow it; then count it as out on them."""
+        store = self.usage_store
+        paced_on: tuple[float, ...] | None = None
+        poll = ADMISSION_POLL_FIRST
+        held = 0.0
+        while True:
+            # Paced once per reading: a newer reading (another call's answer) is paced again.
+            stamp = tuple(reading.observed_at for reading in store.readings(self.connection, self.scope))
+            if stamp != paced_on:
+                paced_on = stamp
+                pause = self.pacing_wait()
+                if pause > 0:
+                    yield Sleep(pause)
+                    continue
+            budgets = store.budgets_of(self.connection, self.scope)
+            if held >= self.policy.max_throttle_wait or store.has_room(budgets, self.policy.usage_threshold):
+                store.admit(budgets)
+                return budgets
+            # Other calls of this process are out on the budget: their answers tell whether
+            # there is room for this one.
+            yield Sleep(poll)
+            held += poll
+            poll = min(poll * 2, ADMISSION_POLL_MAX)
+
+    def _usage_of(self, reply: Reply) -> UsageReport | None:
+        if isinstance(reply, RawResponse):
+            return parse_usage_headers(reply.headers, self.clock())
+        return None
+
+    def _outcome(self, reply: Reply, usage: UsageReport | None) -> dict[str, Any]:
         if isinstance(reply, GraphConnectionError):
             raise reply
         if not isinstance(reply, RawResponse):  # pragma: no cover - a driver bug, not Graph's
             raise TypeError(f"a Send step must be answered with a RawResponse, not {type(reply).__name__}")
-        usage = parse_usage_headers(reply.headers, self.clock())
-        if usage is not None:
-            self.usage_store.record(self.connection, self.scope, usage)
         try:
-            return parse_response(reply.status, reply.headers, reply.body, usage)
+            answer = parse_response(reply.status, reply.headers, reply.body, usage)
         except GraphThrottledError as error:
             self._record_throttle(error, usage)
             raise
+        if self.numbers_of is not None:
+            for phone_number_id in numbers_in(answer):
+                self.usage_store.learn_waba(self.connection, phone_number_id, self.numbers_of)
+        return answer
 
     def _record_throttle(self, error: GraphThrottledError, usage: UsageReport | None) -> None:
         # A throttle that came without the usage of its budget still tells the other calls of
@@ -245,3 +303,84 @@ class GraphExchange:
             policy.max_attempts,
         )
         return wait
+
+
+def conversation_steps(
+    conversation: Generator[Any, Any, T], exchange_for: Callable[[GraphCall], GraphExchange]
+) -> Generator[Any, Any, T]:
+    """
+    A whole conversation (see :mod:`~airflow_provider_whatsapp.hooks.calls`) as its driver's steps.
+
+    Each :class:`~airflow_provider_whatsapp.hooks.calls.GraphCall` the conversation yields runs
+    through its own :class:`GraphExchange` (built by ``exchange_for``), the look-up of an uncertain
+    POST included; the conversation is sent each call's JSON object or has its
+    :class:`~airflow_provider_whatsapp.exceptions.GraphAPIError` thrown in. What is left for the
+    driver: send each :class:`Send` and answer it, sleep each :class:`Sleep`, and answer whatever
+    else the conversation yields (the onboarding conversation's need of a code). Both hooks drive
+    this one loop, so they cannot drift apart.
+    """
+    reply: Any = None
+    error: GraphAPIError | None = None
+    while True:
+        try:
+            need = conversation.send(reply) if error is None else conversation.throw(error)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        reply, error = None, None
+        if not isinstance(need, GraphCall):
+            reply = yield need
+            continue
+        try:
+            reply = yield from _call_steps(need, exchange_for)
+        except GraphAPIError as failure:
+            error = failure
+
+
+def _call_steps(
+    graph_call: GraphCall, exchange_for: Callable[[GraphCall], GraphExchange]
+) -> Generator[Any, Any, dict[str, Any]]:
+    steps = exchange_for(graph_call).steps()
+    try:
+        action = next(steps)
+        while True:
+            if isinstance(action, Reconcile):
+                assert graph_call.reconcile is not None
+                found = yield from conversation_steps(graph_call.reconcile(), exchange_for)
+                action = steps.send(found)
+            else:
+                action = steps.send((yield action))
+    except StopIteration as done:
+        answer: dict[str, Any] = done.value
+        return answer
+    finally:
+        # A call given up on half way (its look-up failed, the driver was cancelled) still
+        # settles what it counted against its budgets.
+        steps.close()
+
+
+def graph_exchange(
+    settings: GraphSettings,
+    graph_call: GraphCall,
+    *,
+    policy: GraphRetryPolicy,
+    connection: ConnectionKey,
+    log: ExchangeLog,
+    user_agent: str | None = None,
+) -> GraphExchange:
+    """The exchange of one call of a conversation, as both hooks build it."""
+    request = build_request(
+        settings, graph_call.method, graph_call.path, params=graph_call.params, body=graph_call.body
+    )
+    if user_agent is not None:
+        request.headers["User-Agent"] = user_agent
+    return GraphExchange(
+        request,
+        policy=policy,
+        connection=connection,
+        scope=graph_call.scope,
+        log=log,
+        reconciles=graph_call.reconcile is not None,
+        accept_after_uncertain=graph_call.accept_after_uncertain,
+        numbers_of=graph_call.numbers_of,
+    )

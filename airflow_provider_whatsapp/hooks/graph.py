@@ -1,7 +1,7 @@
 """The Graph protocol, free of any HTTP client: settings, request building, response parsing,
 error classification and the retry and pacing policy.
 
-The synchronous hook (``requests``) and the asynchronous hook (``httpx``) both use this module
+The synchronous hook (``requests``) and the asynchronous hook (``aiohttp``) both use this module
 through :mod:`~airflow_provider_whatsapp.hooks.exchange`, so the two paths cannot drift apart.
 """
 
@@ -15,7 +15,7 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
@@ -342,6 +342,17 @@ class GraphRetryPolicy:
         if self.slowdown_wait < 0:
             raise InvalidInputError("slowdown_wait", "must not be negative")
 
+    def waiting_out(self, seconds: float) -> GraphRetryPolicy:
+        """This policy, but willing to wait at least ``seconds`` for a spent budget to be regained.
+
+        For a trigger: waiting in the triggerer holds no worker slot, so Graph's own regain time
+        (up to an hour) is waited out rather than given up on.
+        """
+        throttle_wait = max(self.max_throttle_wait, seconds)
+        return replace(
+            self, max_throttle_wait=throttle_wait, max_total_wait=max(self.max_total_wait, 2 * throttle_wait)
+        )
+
     def should_retry(self, error: BaseException) -> bool:
         """Permanent errors never; transient, throttled, 5xx and connection errors yes."""
         if isinstance(error, GraphPermanentError):
@@ -401,41 +412,3 @@ def connection_error(exc: BaseException, *, request_sent: bool) -> GraphConnecti
 def normalise_digits(text: str | None) -> str:
     """Digits of a displayed phone number, to compare ``+1 555-010-0001`` with ``15550100001``."""
     return "".join(ch for ch in (text or "") if ch.isdigit())
-
-
-# --------------------------------------------------------------------------- list pages
-
-#: Nodes listed per page when reading a WABA's numbers; Graph's maximum.
-LIST_PAGE_SIZE = 100
-#: A cursor loop in a misbehaving proxy must not spin forever: this many pages is a million numbers.
-MAX_PAGES = 10_000
-
-
-def page_nodes(page: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The nodes of one page of a list answer."""
-    data = page.get("data")
-    if not isinstance(data, list):
-        raise GraphResponseError("A phone_numbers page had no data list", excerpt=str(page)[:200])
-    return [node for node in data if isinstance(node, dict)]
-
-
-def next_page_cursor(page: Mapping[str, Any], seen: set[str]) -> str | None:
-    """The ``after`` cursor of the next page, or ``None`` on the last page (or a cursor seen before).
-
-    The cursor is followed, not ``paging.next``: Graph's next URL carries the token.
-    """
-    paging = page.get("paging")
-    paging = paging if isinstance(paging, dict) else {}
-    cursors = paging.get("cursors")
-    cursor = cursors.get("after") if isinstance(cursors, dict) else None
-    if not paging.get("next") or not isinstance(cursor, str) or not cursor or cursor in seen:
-        return None
-    seen.add(cursor)
-    return cursor
-
-
-def list_params(fields: str | list[str] | None, limit: int) -> dict[str, Any]:
-    """Query of the first page of ``GET /{waba_id}/phone_numbers``, checked."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIST_PAGE_SIZE:
-        raise InvalidInputError("limit", f"must be a whole number from 1 to {LIST_PAGE_SIZE}")
-    return {"fields": validation.fields_param(fields), "limit": limit}

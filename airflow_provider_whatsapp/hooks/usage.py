@@ -173,6 +173,35 @@ def _stamped(reading: UsageReading, now: float, announced: float) -> UsageReadin
     return UsageReading(reading.percent, regain, now)
 
 
+#: A budget: an app's (its connection) or a WABA's (connection, WABA ID).
+BudgetKey = ConnectionKey | tuple[ConnectionKey, str]
+
+
+class _Flow:
+    """The calls a process has out on one budget, and what one call costs of it."""
+
+    __slots__ = ("in_flight", "per_call", "unreflected")
+
+    def __init__(self) -> None:
+        # Admitted and not answered yet.
+        self.in_flight = 0
+        # Admitted and possibly not counted in the latest reading yet.
+        self.unreflected = 0
+        # Percent of the budget one call costs: until two readings tell, assume the worst.
+        self.per_call = 100.0
+
+    def reading_arrived(self, previous: UsageReading | None, reading: UsageReading) -> None:
+        # Calls still out when a reading arrives may or may not be in it: count them as not.
+        self.unreflected = max(0, self.in_flight - 1)
+        if previous is None:
+            # One call cost at most the whole first reading; Graph rounds down, so add a point.
+            self.per_call = min(self.per_call, max(reading.percent, 0.0) + 1.0)
+        elif reading.percent > previous.percent:
+            # Readings rise by whole calls' worth, rounded down: the smallest rise, plus the
+            # rounding, is at least what one call costs.
+            self.per_call = min(self.per_call, reading.percent - previous.percent + 1.0)
+
+
 class UsageStore:
     """
     The latest usage of every budget this process has heard of, shared by all hooks and triggers.
@@ -187,6 +216,7 @@ class UsageStore:
         self._business: dict[tuple[ConnectionKey, str], UsageReading] = {}
         self._app: dict[ConnectionKey, UsageReading] = {}
         self._waba_of_number: dict[tuple[ConnectionKey, str], str] = {}
+        self._flow: dict[BudgetKey, _Flow] = {}
 
     def waba_of(self, connection: ConnectionKey, scope: CallScope) -> str | None:
         """The WABA whose budget a call of this scope spends, if known."""
@@ -213,13 +243,73 @@ class UsageStore:
     def record(self, connection: ConnectionKey, scope: CallScope, report: UsageReport) -> None:
         """Keep an answer's readings; a lone business key on a number's answer names its WABA."""
         with self._lock:
-            for object_id, reading in report.business.items():
-                self._business[(connection, object_id)] = reading
-            if report.app is not None:
-                self._app[connection] = report.app
-            if scope.phone_number_id is not None and scope.waba_id is None and len(report.business) == 1:
-                (waba,) = report.business
-                self._waba_of_number[(connection, scope.phone_number_id)] = waba
+            self._record(connection, scope, report)
+
+    def _record(self, connection: ConnectionKey, scope: CallScope, report: UsageReport) -> None:
+        for object_id, reading in report.business.items():
+            key = (connection, object_id)
+            self._flow_of(key).reading_arrived(self._business.get(key), reading)
+            self._business[key] = reading
+        if report.app is not None:
+            self._flow_of(connection).reading_arrived(self._app.get(connection), report.app)
+            self._app[connection] = report.app
+        if scope.phone_number_id is not None and scope.waba_id is None and len(report.business) == 1:
+            (waba,) = report.business
+            self._waba_of_number[(connection, scope.phone_number_id)] = waba
+
+    # ------------------------------------------------------------------ admission
+
+    def budgets_of(self, connection: ConnectionKey, scope: CallScope) -> tuple[BudgetKey, ...]:
+        """The budgets a call of this scope spends: its app's, and its WABA's when known."""
+        waba = self.waba_of(connection, scope)
+        return (connection,) if waba is None else (connection, (connection, waba))
+
+    def has_room(self, budgets: tuple[BudgetKey, ...], threshold: float) -> bool:
+        """
+        Whether one more call may go out now on these budgets, given the calls already out.
+
+        Many calls of one process (the onboarding trigger's conversations, a task's threads) may
+        spend one budget at once. Graph's reading cannot count the calls still on their way, so
+        each is assumed to cost what one call cost in the readings so far: the projection must
+        stay within 100 %, and past ``threshold`` only one call is out at a time. A call with
+        nothing else out always may go (the reading's own pacing has already held it back):
+        without it no reading would ever say when access is regained.
+        """
+        with self._lock:
+            for key in budgets:
+                flow = self._flow.get(key)
+                if flow is None or flow.in_flight == 0:
+                    continue
+                reading = self._app.get(key) if isinstance(key, ConnectionKey) else self._business.get(key)
+                if reading is None or reading.percent >= threshold:
+                    return False
+                if reading.percent + flow.per_call * (flow.unreflected + 1) > 100.0:
+                    return False
+            return True
+
+    def admit(self, budgets: tuple[BudgetKey, ...]) -> None:
+        """Count a call as out on these budgets, until :meth:`settle`."""
+        with self._lock:
+            for key in budgets:
+                flow = self._flow_of(key)
+                flow.in_flight += 1
+                flow.unreflected += 1
+
+    def settle(
+        self, budgets: tuple[BudgetKey, ...], connection: ConnectionKey, scope: CallScope, report: UsageReport | None
+    ) -> None:
+        """A call admitted on these budgets was answered (``report``: its usage headers) or failed."""
+        with self._lock:
+            if report is not None:
+                self._record(connection, scope, report)
+            for key in budgets:
+                self._flow_of(key).in_flight -= 1
+
+    def _flow_of(self, key: BudgetKey) -> _Flow:
+        flow = self._flow.get(key)
+        if flow is None:
+            flow = self._flow[key] = _Flow()
+        return flow
 
     def record_exhausted(
         self, connection: ConnectionKey, object_id: str | None, regain_seconds: float, now: float | None = None
@@ -246,6 +336,7 @@ class UsageStore:
             self._business.clear()
             self._app.clear()
             self._waba_of_number.clear()
+            self._flow.clear()
 
 
 #: The one store of this process.

@@ -4,40 +4,39 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Mapping
+from typing import Any, TypeVar, cast
 
 import requests
 from airflow.providers.common.compat.sdk import BaseHook
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from airflow_provider_whatsapp import validation
 from airflow_provider_whatsapp.exceptions import GraphAPIError, GraphConnectionError, GraphPermanentError
+from airflow_provider_whatsapp.hooks import calls
+from airflow_provider_whatsapp.hooks.calls import LIST_PAGE_SIZE, GraphCall
 from airflow_provider_whatsapp.hooks.connection import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
     mask_secret_value,
     settings_from_connection,
 )
-from airflow_provider_whatsapp.hooks.exchange import GraphExchange, RawResponse, Reconcile, Reply, Send, Sleep
+from airflow_provider_whatsapp.hooks.exchange import (
+    GraphExchange,
+    RawResponse,
+    Send,
+    Sleep,
+    conversation_steps,
+    graph_exchange,
+)
 from airflow_provider_whatsapp.hooks.graph import (
-    LIST_PAGE_SIZE,
-    MAX_PAGES,
     GraphRequest,
     GraphRetryPolicy,
     GraphSettings,
-    build_request,
     connection_error,
-    list_params,
-    next_page_cursor,
-    normalise_digits,
-    page_nodes,
 )
 from airflow_provider_whatsapp.hooks.usage import USAGE_STORE, CallScope, ConnectionKey, UsageReading
-from airflow_provider_whatsapp.status import is_registered
 
-# Graph's answer to a code requested again too soon.
-CODE_REQUESTED_TOO_OFTEN = 136024
+T = TypeVar("T")
 
 
 def _sent_before_failure(exc: requests.RequestException) -> bool:
@@ -198,8 +197,8 @@ class WhatsAppBusinessHook(BaseHook):
         params: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
         scope: CallScope | None = None,
-        reconcile: Callable[[], dict[str, Any] | None] | None = None,
         accept_after_uncertain: Callable[[GraphAPIError], bool] | None = None,
+        numbers_of: str | None = None,
     ) -> dict[str, Any]:
         """
         Send one Graph call with the hook's retry and pacing policy and return its JSON object.
@@ -209,23 +208,33 @@ class WhatsAppBusinessHook(BaseHook):
         :param params: query parameters (``fields``, ``limit``, ...).
         :param body: the JSON body of a POST.
         :param scope: the WABA or number the call is about, so it is paced by that WABA's budget.
-        :param reconcile: for a POST that is not idempotent: called before sending again after a
-            failure that may have been applied; a result it returns is taken as the call's result.
         :param accept_after_uncertain: for a POST whose effect cannot be read back: an error
             answered after a failure that may have been applied, that shows it was
             (``{"success": True}`` is returned instead).
+        :param numbers_of: the WABA whose phone numbers the answer holds, for pacing their calls.
         """
-        exchange = GraphExchange(
-            build_request(self.settings, method, path, params=params, body=body),
-            policy=self.retry_policy,
-            connection=self.connection_key,
+        graph_call = calls.GraphCall(
+            method,
+            path,
+            params=params,
+            body=body,
             scope=scope or CallScope(),
-            log=self.log,
-            reconciles=reconcile is not None,
             accept_after_uncertain=accept_after_uncertain,
+            numbers_of=numbers_of,
         )
-        steps = exchange.steps()
-        reply: Reply = None
+        return self.converse(calls.one_call(graph_call))
+
+    def converse(self, conversation: Generator[Any, Any, T], answer: Callable[[Any], Any] | None = None) -> T:
+        """
+        Drive a conversation (see :mod:`~airflow_provider_whatsapp.hooks.calls`) to its result.
+
+        :param conversation: yields :class:`~airflow_provider_whatsapp.hooks.calls.GraphCall` s,
+            each sent with the hook's retry and pacing policy (see
+            :func:`~airflow_provider_whatsapp.hooks.exchange.conversation_steps`).
+        :param answer: answers whatever else the conversation yields.
+        """
+        steps = conversation_steps(conversation, self._exchange_for)
+        reply: Any = None
         try:
             while True:
                 action = steps.send(reply)
@@ -234,12 +243,21 @@ class WhatsAppBusinessHook(BaseHook):
                 elif isinstance(action, Sleep):
                     self._sleep(action.seconds)
                     reply = None
+                elif answer is not None:
+                    reply = answer(action)
                 else:
-                    assert isinstance(action, Reconcile) and reconcile is not None
-                    reply = reconcile()
+                    raise TypeError(f"the conversation needs {type(action).__name__}, which only a graph call can be")
         except StopIteration as done:
-            result: dict[str, Any] = done.value
-            return result
+            return cast(T, done.value)
+
+    def _exchange_for(self, graph_call: GraphCall) -> GraphExchange:
+        for secret in graph_call.secrets:
+            mask_secret_value(secret)
+        if graph_call.note:
+            self.log.info("%s", graph_call.note)
+        return graph_exchange(
+            self.settings, graph_call, policy=self.retry_policy, connection=self.connection_key, log=self.log
+        )
 
     # ------------------------------------------------------------------ phone numbers
 
@@ -259,77 +277,29 @@ class WhatsAppBusinessHook(BaseHook):
         Returns Graph's answer: ``{"id": ...}``, plus the requested ``fields`` of the new node
         (read-after-write). A failure that may have been applied is looked up before retrying.
         """
-        waba = validation.graph_id("waba_id", waba_id)
-        country = validation.country_code(cc)
-        number = validation.national_number(phone_number, country)
-        name = validation.verified_name(verified_name)
-        migrate = validation.boolean("migrate_phone_number", migrate_phone_number)
-        preverified = validation.graph_id("preverified_id", preverified_id) if preverified_id else None
-        wanted = validation.fields_param(fields)
-        body: dict[str, Any] = {"cc": country, "phone_number": number}
-        if name is not None:
-            body["verified_name"] = name
-        if migrate:
-            body["migrate_phone_number"] = True
-        if preverified:
-            body["preverified_id"] = preverified
-        created = self.call(
-            "POST",
-            f"{waba}/phone_numbers",
-            params={"fields": wanted},
-            body=body,
-            scope=CallScope(waba_id=waba),
-            reconcile=lambda: self.find_phone_number(waba, country, number, fields=wanted),
+        return self.converse(
+            calls.create_phone_number(
+                waba_id, cc, phone_number, verified_name, migrate_phone_number, preverified_id, fields
+            )
         )
-        if isinstance(created.get("id"), str):
-            self.note_waba(created["id"], waba)
-        return created
 
     def get_phone_number(
         self, phone_number_id: str, fields: str | list[str] | None = None, *, waba_id: str | None = None
     ) -> dict[str, Any]:
         """Read a phone-number node: ``GET /{phone_number_id}``; ``waba_id``, if known, paces it."""
-        node_id = validation.graph_id("phone_number_id", phone_number_id)
-        return self.call(
-            "GET",
-            node_id,
-            params={"fields": validation.fields_param(fields)},
-            scope=CallScope(waba_id=waba_id, phone_number_id=node_id),
-        )
+        return self.converse(calls.get_phone_number(phone_number_id, fields, waba_id=waba_id))
 
     def list_phone_numbers(
         self, waba_id: str, fields: str | list[str] | None = None, limit: int = LIST_PAGE_SIZE
     ) -> Iterator[dict[str, Any]]:
-        """Yield every phone number of a WABA, following the cursors of every page."""
-        waba = validation.graph_id("waba_id", waba_id)
-        params = list_params(fields, limit)
-        seen: set[str] = set()
-        for _ in range(MAX_PAGES):
-            page = self.call("GET", f"{waba}/phone_numbers", params=params, scope=CallScope(waba_id=waba))
-            nodes = page_nodes(page)
-            for node in nodes:
-                if isinstance(node.get("id"), str):
-                    self.note_waba(node["id"], waba)
-            yield from nodes
-            cursor = next_page_cursor(page, seen)
-            if cursor is None:
-                return
-            params["after"] = cursor
+        """Every phone number of a WABA, all pages read: ``GET /{waba_id}/phone_numbers``."""
+        return iter(self.converse(calls.list_phone_numbers(waba_id, fields, limit)))
 
     def find_phone_number(
         self, waba_id: str, cc: str, phone_number: str, fields: str | list[str] | None = None
     ) -> dict[str, Any] | None:
         """Return the WABA's node for ``cc`` + ``phone_number``, or ``None`` when it has none."""
-        country = validation.country_code(cc)
-        wanted_digits = country + validation.national_number(phone_number, country)
-        names = {"id", "display_phone_number"}
-        extra = validation.fields_param(fields)
-        if extra:
-            names.update(extra.split(","))
-        for node in self.list_phone_numbers(waba_id, fields=sorted(names)):
-            if normalise_digits(node.get("display_phone_number")) == wanted_digits:
-                return node
-        return None
+        return self.converse(calls.find_phone_number(waba_id, cc, phone_number, fields))
 
     # ------------------------------------------------------------------ onboarding lifecycle
 
@@ -342,28 +312,11 @@ class WhatsAppBusinessHook(BaseHook):
         After a failure that may have been applied, Graph's "code requested too often" answer
         (136024) means the first request went through, and counts as success.
         """
-        node_id = validation.graph_id("phone_number_id", phone_number_id)
-        body = {"code_method": validation.code_method(code_method), "language": validation.language(language)}
-        return self.call(
-            "POST",
-            f"{node_id}/request_code",
-            body=body,
-            scope=CallScope(phone_number_id=node_id),
-            accept_after_uncertain=lambda error: error.code == CODE_REQUESTED_TOO_OFTEN,
-        )
+        return self.converse(calls.request_verification_code(phone_number_id, code_method, language))
 
     def verify_code(self, phone_number_id: str, code: str) -> dict[str, Any]:
         """Submit the verification code: ``POST /{phone_number_id}/verify_code``."""
-        node_id = validation.graph_id("phone_number_id", phone_number_id)
-        checked = validation.six_digits("code", code)
-        mask_secret_value(checked)
-        return self.call(
-            "POST",
-            f"{node_id}/verify_code",
-            body={"code": checked},
-            scope=CallScope(phone_number_id=node_id),
-            reconcile=lambda: self._success_if(node_id, "code_verification_status", "VERIFIED"),
-        )
+        return self.converse(calls.verify_code(phone_number_id, code))
 
     def register_phone_number(
         self,
@@ -377,55 +330,26 @@ class WhatsAppBusinessHook(BaseHook):
         Register the number for Cloud API messaging: ``POST /{phone_number_id}/register``.
 
         Graph allows 10 register calls per number per 72 hours, and a number registered again
-        spends one. With ``check_first`` (the default, and what a retried task must do), a
-        number already registered (``CONNECTED``, or on ``CLOUD_API`` and not connected yet) is not
-        registered again: its two-step PIN is set to
-        ``pin`` instead, so the outcome is the same. A first attempt that knows the number was
-        never registered passes ``check_first=False`` and saves the read. A failure that may have
-        been applied is always looked up before the call is sent again. The 72-hour block (133016)
-        raises :class:`GraphBlockedError` at once, saying when the block ends.
+        spends one. With ``check_first`` (the default, and what a retried task must do), a number
+        already registered (``CONNECTED``, or on ``CLOUD_API`` and not connected yet) is not
+        registered again: its two-step PIN is set to ``pin`` instead, so the outcome is the same.
+        A first attempt that knows the number was never registered passes ``check_first=False``
+        and saves the read. A failure that may have been applied is always looked up before the
+        call is sent again. The 72-hour block (133016) raises
+        :class:`~airflow_provider_whatsapp.exceptions.GraphBlockedError` at once, saying when the
+        block ends.
         """
-        node_id = validation.graph_id("phone_number_id", phone_number_id)
-        checked_pin = validation.six_digits("pin", pin)
-        region = validation.region(data_localization_region)
-        mask_secret_value(checked_pin)
-        if check_first and self._registered(node_id):
-            self.log.info("Phone number %s is already registered; setting its PIN instead", node_id)
-            return self.set_two_step_pin(node_id, checked_pin)
-        body: dict[str, Any] = {"messaging_product": "whatsapp", "pin": checked_pin}
-        if region:
-            body["data_localization_region"] = region
-        return self.call(
-            "POST",
-            f"{node_id}/register",
-            body=body,
-            scope=CallScope(phone_number_id=node_id),
-            reconcile=lambda: {"success": True} if self._registered(node_id) else None,
+        return self.converse(
+            calls.register_phone_number(phone_number_id, pin, data_localization_region, check_first=check_first)
         )
 
     def set_two_step_pin(self, phone_number_id: str, pin: str) -> dict[str, Any]:
         """Set the two-step verification PIN: ``POST /{phone_number_id}`` (idempotent)."""
-        node_id = validation.graph_id("phone_number_id", phone_number_id)
-        checked_pin = validation.six_digits("pin", pin)
-        mask_secret_value(checked_pin)
-        return self.call("POST", node_id, body={"pin": checked_pin}, scope=CallScope(phone_number_id=node_id))
+        return self.converse(calls.set_two_step_pin(phone_number_id, pin))
 
     def deregister_phone_number(self, phone_number_id: str) -> dict[str, Any]:
         """Deregister the number from Cloud API: ``POST /{phone_number_id}/deregister``."""
-        node_id = validation.graph_id("phone_number_id", phone_number_id)
-        return self.call(
-            "POST",
-            f"{node_id}/deregister",
-            scope=CallScope(phone_number_id=node_id),
-            reconcile=lambda: self._success_if(node_id, "status", "DISCONNECTED"),
-        )
-
-    def _registered(self, phone_number_id: str) -> bool:
-        return is_registered(self.get_phone_number(phone_number_id, fields="status,platform_type"))
-
-    def _success_if(self, phone_number_id: str, field: str, value: str) -> dict[str, Any] | None:
-        node = self.get_phone_number(phone_number_id, fields=field)
-        return {"success": True} if node.get(field) == value else None
+        return self.converse(calls.deregister_phone_number(phone_number_id))
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the token with a read-only call (the WABA when the connection names one)."""

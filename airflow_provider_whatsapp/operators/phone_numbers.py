@@ -6,7 +6,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_whatsapp import validation
-from airflow_provider_whatsapp.exceptions import GraphPermanentError, InvalidInputError
+from airflow_provider_whatsapp.exceptions import (
+    INVALID_PARAMETER,
+    OBJECT_MISSING,
+    GraphPermanentError,
+    InvalidInputError,
+)
 from airflow_provider_whatsapp.links.whatsapp_manager import WhatsAppManagerPhoneNumberLink
 from airflow_provider_whatsapp.operators.base import (
     SecretTemplateFieldsMixin,
@@ -18,10 +23,6 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
 IF_EXISTS_CHOICES = ("adopt", "fail")
-# Graph's "invalid parameter": how it answers a number that is already on the WABA, and a wrong
-# or expired verification code; with subcode 33 the object is missing instead.
-INVALID_PARAMETER = 100
-OBJECT_MISSING = 33
 WRONG_CODE_MESSAGE = (
     "The verification code was not accepted for phone number %s: it is wrong or has expired "
     "(Graph: %s). Nothing was registered. To enter the code again, clear the task that supplies it "
@@ -142,27 +143,22 @@ class CreatePhoneNumberOperator(WhatsAppBaseOperator):
         return phone_number_id
 
     def _create(self, waba_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return self.hook.create_phone_number(waba_id=waba_id, **arguments)
-        except GraphPermanentError as error:
-            if error.code != INVALID_PARAMETER:
-                raise
-            existing = self._existing(waba_id, arguments)
-            if existing is None:
-                raise
-            if self.if_exists == "fail":
-                raise PhoneNumberExistsError(
-                    f"+{arguments['cc']} {arguments['phone_number']} is already on WABA {waba_id} "
-                    f"as phone number {existing['id']} (if_exists='fail')",
-                    code=error.code,
-                    error_subcode=error.error_subcode,
-                    fbtrace_id=error.fbtrace_id,
-                    http_status=error.http_status,
-                ) from error
-            self.log.info(
-                "Number is already on WABA %s as %s; adopting it (if_exists='adopt')", waba_id, existing["id"]
-            )
-            return existing
+        from airflow_provider_whatsapp.hooks import calls
+
+        node, already_there = self.hook.converse(calls.create_or_find_phone_number(waba_id, **arguments))
+        if already_there is None:
+            return node
+        if self.if_exists == "fail":
+            raise PhoneNumberExistsError(
+                f"+{arguments['cc']} {arguments['phone_number']} is already on WABA {waba_id} "
+                f"as phone number {node['id']} (if_exists='fail')",
+                code=already_there.code,
+                error_subcode=already_there.error_subcode,
+                fbtrace_id=already_there.fbtrace_id,
+                http_status=already_there.http_status,
+            ) from already_there
+        self.log.info("Number is already on WABA %s as %s; adopting it (if_exists='adopt')", waba_id, node["id"])
+        return node
 
     def _existing(self, waba_id: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
         return self.hook.find_phone_number(
@@ -289,19 +285,9 @@ class WhatsAppPinBaseOperator(SecretTemplateFieldsMixin, WhatsAppPhoneNumberBase
 
     def resolved_pin(self) -> str:
         """The PIN, from wherever it was given, masked and checked to be 6 digits."""
-        from airflow.providers.common.compat.sdk import BaseHook, Variable, mask_secret
+        from airflow_provider_whatsapp.hooks.connection import read_pin
 
-        if self.pin_variable is not None:
-            value: Any = Variable.get(self.pin_variable)
-            source = "pin_variable"
-        elif self.pin_conn_id is not None:
-            value = BaseHook.get_connection(self.pin_conn_id).password
-            source = "pin_conn_id"
-        else:
-            value, source = self.pin, "pin"
-        if value not in (None, ""):
-            mask_secret(str(value))
-        return validation.six_digits(source, value)
+        return read_pin(pin=self.pin, pin_variable=self.pin_variable, pin_conn_id=self.pin_conn_id)
 
 
 class RegisterPhoneNumberOperator(WhatsAppPinBaseOperator):

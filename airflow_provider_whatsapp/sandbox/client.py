@@ -20,3 +20,13 @@ def read_verification_code(base_url: str, phone_number_id: str) -> str:
     if not isinstance(code, str):
         raise LookupError(f"the sandbox holds no verification code for {phone_number_id}")
     return code
+
+
+def verification_code_for(request: Any) -> str:
+    """
+    A code source for the onboarding operator: the code the sandbox sent to the requested number.
+
+    ``request`` is the operator's code request (its ``graph_host`` is the sandbox's URL, as the
+    connection gives it, and its ``phone_number_id`` the number's).
+    """
+    return read_verification_code(request.graph_host, request.phone_number_id)

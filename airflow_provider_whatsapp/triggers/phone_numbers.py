@@ -80,14 +80,15 @@ class PhoneNumberStatusTrigger(BaseTrigger):
         from airflow_provider_whatsapp.exceptions import GraphAPIError
         from airflow_provider_whatsapp.triggers.waba_poller import WabaStatusPoller
 
-        # The hook's module pulls in httpx (slow on a busy triggerer): imported in a thread, so the
+        # The hook's module pulls in aiohttp (slow on a busy triggerer): imported in a thread, so the
         # event loop running every other trigger is not blocked by the first of ours.
         hooks = await asyncio.to_thread(importlib.import_module, "airflow_provider_whatsapp.hooks.whatsapp_async")
 
         def new_hook() -> Any:
             return hooks.WhatsAppBusinessAsyncHook(whatsapp_conn_id=self.whatsapp_conn_id)
 
-        hook = new_hook()
+        # Built only for a number read alone: the WABA's poller has a hook of its own.
+        hook = None
         fields = fields_to_read(self.target, self.failure_states)
         poller = None
         if self.waba_id:
@@ -112,6 +113,7 @@ class PhoneNumberStatusTrigger(BaseTrigger):
                     node = None
                 if node is None:
                     # No WABA, or the number is no longer in its WABA's list: read it alone.
+                    hook = hook or new_hook()
                     try:
                         node = await hook.get_phone_number(self.phone_number_id, fields=fields, waba_id=self.waba_id)
                     except GraphAPIError as error:
@@ -128,6 +130,8 @@ class PhoneNumberStatusTrigger(BaseTrigger):
         finally:
             if poller is not None:
                 poller.unsubscribe(subscription)
+            if hook is not None:
+                await hook.aclose()
 
     def _time_left(self) -> float:
         return float("inf") if self.deadline is None else max(0.0, self.deadline - time.time())

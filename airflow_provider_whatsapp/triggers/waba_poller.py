@@ -97,6 +97,12 @@ class WabaStatusPoller:
                 self._task.cancel()
 
     async def _run(self) -> None:
+        try:
+            await self._poll()
+        finally:
+            await self._hook.aclose()
+
+    async def _poll(self) -> None:
         loop = asyncio.get_running_loop()
         last_read = loop.time()
         while self._subscriptions:

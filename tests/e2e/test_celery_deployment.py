@@ -1,24 +1,27 @@
 """The provider on a distributed Airflow 3.3: CeleryExecutor on Redis, two Celery workers, two
 triggerers, PostgreSQL, and the Graph sandbox serving three WABAs; faults while the DAGs run.
 
-Driven through the REST API only: 20 runs of the onboarding DAG and one bulk run of 60 numbers on
-3 WABAs, both DAGs as shipped (every task retries; the deployment's cluster policy only shortens
-the retry delay). The connection and the PIN come from Airflow's local-filesystem secrets backend.
-While they run:
+Driven through the REST API only: 20 runs of the onboarding DAG (its steps on the workers, its
+status wait in a triggerer) and one bulk run of 60 numbers on 2 WABAs (its batch onboarded in a
+triggerer), both DAGs as shipped (every task retries; the deployment's cluster policy only
+shortens the retry delay). The connection and the PIN come from Airflow's local-filesystem
+secrets backend. While they run:
 
-- a Celery worker is SIGKILLed (with its tasks) after Graph applied a create whose answer the
-  sandbox holds back; the scheduler fails the orphaned try and the retry, on the other worker,
-  adopts the number; the killed worker then comes back;
+- a Celery worker is SIGKILLed (with its tasks) after Graph applied a create of an onboarding run
+  whose answer the sandbox holds back; the scheduler fails the orphaned try and the retry, on the
+  other worker, adopts the number; the killed worker then comes back;
 - Redis is restarted while tasks wait in its queue or run;
 - Graph refuses connections for 20 s once the status triggers read (every second);
-- with the 20 status sensors deferred on one triggerer (the other was restarted gracefully and
-  handed its triggers over first), that triggerer is SIGKILLed; the other takes them over.
+- with the bulk run's batch waiting on a create Graph applied and the 20 status sensors deferred
+  on one triggerer (the other was restarted gracefully and handed its triggers over first), that
+  triggerer is SIGKILLed; the other takes them over, and the batch, planned again from what Graph
+  holds, continues the number its create left.
 
 Each fault is counted only when the run shows it met work: the killed try on the killed worker;
 tasks queued or running when Redis went down that finished after it came back; requests the
 sandbox reset during the outage and connection-error retries the tasks' and triggers' logs show
-in it; the sensors the killed triggerer held, taken over. Then everything is counted by what Graph
-saw and what Airflow says, and a tally is printed.
+in it; the batch and the sensors the killed triggerer held, taken over. Then everything is counted
+by what Graph saw and what Airflow says, and a tally is printed.
 """
 
 from __future__ import annotations
@@ -97,9 +100,9 @@ def ti_path(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
     return path if map_index < 0 else f"{path}/{map_index}"
 
 
-def held_create(sandbox: GraphSandbox) -> ReceivedRequest | None:
-    """The create Graph applied and whose answer the sandbox holds back."""
-    for request in sandbox.requests_to("POST", r"/phone_numbers$"):
+def held_create(sandbox: GraphSandbox, waba_id: str) -> ReceivedRequest | None:
+    """The create on ``waba_id`` that Graph applied and whose answer the sandbox holds back."""
+    for request in sandbox.requests_to("POST", rf"^/{waba_id}/phone_numbers$"):
         if request.fault == "delay" and request.status == 200:
             return request
     return None
@@ -114,13 +117,13 @@ def applied(sandbox: GraphSandbox, method: str, path: str) -> Counter[str]:
     return counts
 
 
-def triggers_on(airflow: CeleryAirflowDeployment, sensors: list[str]) -> Counter[int | None]:
-    """How many of the runs' sensors wait deferred on each triggerer job (``None``: not deferred)."""
+def triggers_on(airflow: CeleryAirflowDeployment, waiting: list[str]) -> Counter[int | None]:
+    """How many of the deferred tasks (task instance paths) wait on each triggerer job (``None``: not deferred)."""
     owners: Counter[int | None] = Counter()
-    for run_id in sensors:
-        ti = airflow.api("GET", ti_path(ONBOARDING, run_id, "wait_connected"))
+    for path in waiting:
+        ti = airflow.api("GET", path)
         if ti["state"] in FINAL:
-            raise AssertionError(f"{run_id} wait_connected ended {ti['state']} before the numbers connected")
+            raise AssertionError(f"{path} ended {ti['state']} before its wait was over")
         deferred = ti["state"] == "deferred" and ti.get("trigger")
         owners[ti["trigger"]["triggerer_id"] if deferred else None] += 1
     return owners
@@ -188,13 +191,16 @@ def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) ->
         print(f"\ndistributed deployment up in {time.monotonic() - started:.0f}s: {airflow.describe()}")
         wabas = sandbox.waba_ids
         bulk_numbers = [
-            {"cc": "1", "phone_number": f"555030{i:04d}", "verified_name": f"Acme Celery {i}", "waba_id": wabas[i % 3]}
+            {"cc": "1", "phone_number": f"555030{i:04d}", "verified_name": f"Acme Celery {i}",
+             "waba_id": wabas[1 + i % 2]}
             for i in range(BULK_NUMBERS)
-        ]
+        ]  # fmt: skip
         singles = [f"555040{i:04d}" for i in range(SENSOR_RUNS)]
-        # The first create on the second WABA (only the bulk run uses it) is applied, then its
-        # answer held back: the window in which its worker dies.
-        sandbox.inject(Fault.delay(HELD_ANSWER_SECONDS), method="POST", path=rf"^/{wabas[1]}/phone_numbers$")
+        # A create on each path is applied, then its answer held back: the windows in which its
+        # worker (an onboarding run, on the connection's WABA) and its triggerer (the bulk batch,
+        # on the second WABA) die.
+        for waba_id in (wabas[0], wabas[1]):
+            sandbox.inject(Fault.delay(HELD_ANSWER_SECONDS), method="POST", path=rf"^/{waba_id}/phone_numbers$")
         bulk = airflow.trigger(BULK, {"numbers": bulk_numbers})["dag_run_id"]
         sensors = [
             airflow.trigger(ONBOARDING, {"cc": "1", "phone_number": number, "verified_name": "Acme Single"})[
@@ -204,13 +210,15 @@ def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) ->
         ]
 
         # 1. A worker dies after Graph applied a create, before the task heard back.
-        held: ReceivedRequest = wait_until(lambda: held_create(sandbox), LONG_WAIT, "a create applied and held back")
-        victim = [n["phone_number"] for n in bulk_numbers].index(held.body["phone_number"])
-        create = "onboard.create_phone_number"
+        held: ReceivedRequest = wait_until(
+            lambda: held_create(sandbox, wabas[0]), LONG_WAIT, "an onboarding run's create applied and held back"
+        )
+        victim = sensors[singles.index(held.body["phone_number"])]
+        create = "create_phone_number"
         running = wait_until(
-            lambda: (ti := airflow.api("GET", ti_path(BULK, bulk, create, victim)))["state"] == "running" and ti,
+            lambda: (ti := airflow.api("GET", ti_path(ONBOARDING, victim, create)))["state"] == "running" and ti,
             LONG_WAIT,
-            f"{create}[{victim}] to run",
+            f"{victim} {create} to run",
         )
         killed_worker = running["hostname"]
         airflow.kill(killed_worker)
@@ -232,23 +240,44 @@ def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) ->
         # The killed try fails by its missing heartbeat; the retry, on the other worker, adopts the
         # number. Then the killed worker comes back, as an orchestrator would bring it.
         tries = wait_until(
-            lambda: finished_tries(airflow, BULK, bulk, create, victim), LONG_WAIT, f"{create}[{victim}] retried"
+            lambda: finished_tries(airflow, ONBOARDING, victim, create, -1), LONG_WAIT, f"{victim} {create} retried"
         )
         airflow.start_component(killed_worker)
 
-        # 4. Twenty sensors deferred on one triggerer; it dies; the other takes them over.
-        wait_until(lambda: triggers_on(airflow, sensors)[None] == 0, LONG_WAIT, f"all {SENSOR_RUNS} sensors to defer")
+        # 4. The bulk batch (waiting on its held create) and twenty sensors deferred on one
+        # triggerer; it dies; the other takes them over.
+        bulk_held: ReceivedRequest = wait_until(
+            lambda: held_create(sandbox, wabas[1]), LONG_WAIT, "the batch's create applied and held back"
+        )
+        batch = ti_path(BULK, bulk, "onboard", 0)
+        sensor_waits = [ti_path(ONBOARDING, run_id, "wait_connected") for run_id in sensors]
+        waiting = [*sensor_waits, batch]
+        wait_until(lambda: triggers_on(airflow, waiting)[None] == 0, LONG_WAIT, "the batch and all sensors to defer")
         old_second = job_of(airflow, "triggerer-2")
+        if airflow.api("GET", batch)["trigger"]["triggerer_id"] == old_second:
+            # The batch moves with the restart below and plans again from Graph, continuing its
+            # held number at request_code: that answer is held too, so the batch is still there
+            # to be killed with triggerer-1.
+            [held_number] = [
+                n for n in sandbox.numbers(wabas[1]) if n["phone_number"] == bulk_held.body["phone_number"]
+            ]
+            sandbox.inject(
+                Fault.delay(HELD_ANSWER_SECONDS), method="POST", path=rf"^/{held_number['id']}/request_code$"
+            )
         airflow.stop_component("triggerer-2")  # a rolling restart: its triggers go to triggerer-1
         first_job = wait_until(
-            lambda: all_on(airflow, sensors, "triggerer-1"), LONG_WAIT, "triggerer-1 to hold every trigger"
+            lambda: all_on(airflow, waiting, "triggerer-1"), LONG_WAIT, "triggerer-1 to hold every trigger"
         )
         airflow.start_component("triggerer-2")
         wait_until(lambda: job_of(airflow, "triggerer-2", not_job=old_second), 300, "triggerer-2 back")
-        on_first = triggers_on(airflow, sensors)
+        on_first = triggers_on(airflow, waiting)
+        batch_reads = len(sandbox.requests_to("GET", rf"^/{wabas[1]}/phone_numbers$"))
         airflow.kill("triggerer-1")
+        # The sensors wait on triggerer-2; the batch, planned again there, may have finished already.
         taken_over = wait_until(
-            lambda: all_on(airflow, sensors, "triggerer-2", not_job=old_second), LONG_WAIT, "triggerer-2 to take over"
+            lambda: all_on(airflow, sensor_waits, "triggerer-2", not_job=old_second),
+            LONG_WAIT,
+            "triggerer-2 to take over",
         )
         for number in sandbox.numbers(wabas[0]):
             if number["phone_number"] in singles:
@@ -286,7 +315,7 @@ def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) ->
         reset = [r for r in sandbox.requests if r.fault == "unreachable"]
         retried = retries_logged(airflow.home / "logs", outage_began, outage_ended)
         evidence = {
-            f"SIGKILL {killed_worker} with {create}[{victim}] waiting on an applied create": (
+            f"SIGKILL {killed_worker} with {create} of {victim} waiting on an applied create": (
                 tries[0]["hostname"] == killed_worker and tries[0]["state"] != "success",
                 f"that try ended {tries[0]['state']}; try {tries[-1]['try_number']} ran on {tries[-1]['hostname']}",
             ),
@@ -299,8 +328,8 @@ def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) ->
                 bool(reset) and bool(retried),
                 f"{len(reset)} requests reset unapplied (sandbox), connection-error retries logged: {retried}",
             ),
-            f"SIGKILL triggerer-1 with {on_first[first_job]} status sensors deferred on it": (
-                on_first[first_job] >= SENSOR_RUNS and taken_over not in (first_job, old_second),
+            f"SIGKILL triggerer-1 with the bulk batch and {len(sensor_waits)} status sensors deferred on it": (
+                on_first[first_job] == len(waiting) and taken_over not in (first_job, old_second),
                 f"triggerer-2 (job {taken_over}) took them over",
             ),
         }
@@ -333,8 +362,13 @@ def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) ->
         assert tries[0]["hostname"] == killed_worker and tries[0]["state"] != "success", tries
         assert tries[-1]["state"] == "success" and tries[-1]["hostname"] not in ("", None, killed_worker), tries
         assert creates[held.body["phone_number"]] == 1
-        # Every sensor waited on triggerer-1 until it died, then on triggerer-2, and succeeded.
-        assert on_first[first_job] >= 20 and taken_over not in (first_job, old_second), (on_first, taken_over)
+        # The batch's create whose answer its dead triggerer never heard was not sent again: the
+        # batch, planned again on triggerer-2, continued that number where Graph held it.
+        assert creates[bulk_held.body["phone_number"]] == 1
+        # The batch and every sensor waited on triggerer-1 until it died, then on triggerer-2, and succeeded.
+        assert on_first[first_job] == len(waiting) and taken_over not in (first_job, old_second), (on_first, taken_over)
+        assert airflow.api("GET", batch)["state"] == "success"
+        assert len(sandbox.requests_to("GET", rf"^/{wabas[1]}/phone_numbers$")) > batch_reads, "planned again"
         for run_id in sensors:
             assert airflow.api("GET", ti_path(ONBOARDING, run_id, "wait_connected"))["state"] == "success", run_id
         assert {n["status"] for n in numbers if n["phone_number"] in singles} == {"CONNECTED"}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_whatsapp.hooks.whatsapp_async import TRIGGER_USER_AGENT
+from airflow_provider_whatsapp.hooks.whatsapp_async import ONBOARDING_USER_AGENT, TRIGGER_USER_AGENT
 from devtools.airflow_deployment import AirflowDeployment, wait_until
 from tests.e2e.artifacts import deployment_haystack
 from tests.e2e.shared_deployment import APP_SECRET, CODE, PIN, Deployment
@@ -22,7 +22,6 @@ pytestmark = [pytest.mark.deployment, pytest.mark.timeout(900)]
 
 ONBOARDING = "example_whatsapp_onboarding"
 BULK = "example_whatsapp_bulk_onboarding"
-CHAIN = ("create_phone_number", "request_code", "verify_code", "register")
 TRIGGER = "airflow_provider_whatsapp.triggers.phone_numbers.PhoneNumberStatusTrigger"
 
 
@@ -153,47 +152,48 @@ def test_onboarding_runs_through_scheduler_workers_and_triggerer(deployment: Dep
     assert len(trigger_reads) >= 2 and {(r.method, r.path) for r in trigger_reads} == {waba_list}, trigger_reads
 
 
-def test_bulk_onboarding_of_21_numbers_with_one_invalid(deployment: Deployment) -> None:
+def test_bulk_onboarding_of_200_numbers_in_the_triggerer(deployment: Deployment) -> None:
     airflow, sandbox = deployment.airflow, deployment.sandbox
-    numbers = [{"cc": "1", "phone_number": f"55501802{i:02d}", "verified_name": f"Acme Bulk {i}"} for i in range(20)]
+    second = sandbox.add_waba(name="Acme Bulk Second")
+    numbers: list[dict[str, str]] = [
+        {"cc": "1", "phone_number": f"5550180{i:03d}", "verified_name": f"Acme Bulk {i}"} for i in range(100)
+    ]
+    numbers += [
+        {"cc": "1", "phone_number": f"5550181{i:03d}", "verified_name": f"Acme Bulk B{i}", "waba_id": second}
+        for i in range(100)
+    ]
     numbers.insert(7, {"cc": "+44", "phone_number": "7700900123", "verified_name": "Bad cc"})
     before, calls_before = len(sandbox.numbers()), len(sandbox.requests)
-    run_id = airflow.trigger(BULK, {"numbers": numbers})["dag_run_id"]
+    # Batches of whole WABAs: the connection's WABA (and the bad row, which names none), then the second.
+    run_id = airflow.trigger(BULK, {"numbers": numbers, "batch_size": 101})["dag_run_id"]
     deployment.runs[BULK] = run_id
-    state = airflow.wait_for_run(BULK, run_id, timeout=420)
+    state = airflow.wait_for_run(BULK, run_id, timeout=600)
     states = {(ti["task_id"], ti["map_index"]): ti["state"] for ti in airflow.task_instances(BULK, run_id)}
-    # The bad number fails at create and its later steps never run; the report still runs, and
-    # the run succeeds (the report is the only leaf). No number had anything to resume: those
-    # groups map over nothing.
-    expected = {
-        ("numbers_to_onboard", -1): "success",
-        ("start_onboard", -1): "success",
-        ("start_resume_at_code", -1): "success",
-        ("start_resume_at_register", -1): "success",
-        ("resume_at_code.request_code", -1): "skipped",
-        ("resume_at_code.verify_code", -1): "skipped",
-        ("resume_at_code.register", -1): "skipped",
-        ("resume_at_register.register", -1): "skipped",
+    # Four task instances for 201 rows: the bad row is an outcome of its batch, not a failed task.
+    assert states == {
+        ("batches_to_onboard", -1): "success",
+        ("onboard", 0): "success",
+        ("onboard", 1): "success",
         ("report", -1): "success",
-    }
-    for index in range(len(numbers)):
-        for position, step in enumerate(CHAIN):
-            good = "success" if index != 7 else ("failed" if position == 0 else "upstream_failed")
-            expected[(f"onboard.{step}", index)] = good
-    assert states == expected, {
-        key: (value, expected.get(key)) for key, value in states.items() if value != expected.get(key)
-    }
+    }, states
     assert state == "success", airflow.where_to_look()
     report = xcom(airflow, BULK, run_id, "report")
-    assert report["counts"] == {"onboarded": 20, "not created": 1}, report
+    assert report["counts"] == {"onboarded": 200, "not created": 1}, report["counts"]
+    assert report["unfinished"] == 0
     failure = report["numbers"][7]
     assert failure["number"] == "cc=+44 phone_number=7700900123"
     assert failure["outcome"] == "not created"
     assert failure["error"]["field"] == "cc"
-    assert len(sandbox.numbers()) == before + 20
-    # Four calls a number and the WABA's one list read: 4.05 calls a number for 20 numbers.
-    calls = [r for r in sandbox.requests[calls_before:] if r.headers.get("User-Agent") != TRIGGER_USER_AGENT]
-    assert len(calls) == 4 * 20 + 1, [(r.method, r.path) for r in calls]
+    assert len(sandbox.numbers()) == before + 200
+    assert all(
+        sandbox.register_calls(entry["phone_number_id"]) == 1 for entry in report["numbers"] if entry["phone_number_id"]
+    )
+    # Every call came from the triggerer; four a number and one list read per batch's WABA.
+    calls = sandbox.requests[calls_before:]
+    assert {r.headers.get("User-Agent") for r in calls} == {ONBOARDING_USER_AGENT}
+    assert len(calls) == 4 * 200 + 2, [(r.method, r.path) for r in calls if r.method == "GET"]
+    lists = sorted(r.path for r in calls if r.method == "GET")
+    assert lists == sorted([f"/{sandbox.default_waba_id}/phone_numbers", f"/{second}/phone_numbers"])
 
 
 def test_no_secret_in_any_log_rendered_field_or_xcom(deployment: Deployment) -> None:

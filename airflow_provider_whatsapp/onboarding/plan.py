@@ -29,6 +29,8 @@ REGISTER = "register"
 STEPS = (CREATE, REQUEST_CODE, VERIFY, REGISTER)
 #: What the create step of a planned number is given.
 CREATE_KEYS = ("cc", "phone_number", "verified_name", "waba_id")
+#: What a planned number keeps of its input row besides :data:`CREATE_KEYS`, when the row gives it.
+PASSED_THROUGH = ("preverified_id", "migrate_phone_number", "code_requested", "key")
 #: The fields of a number's node that tell where it stands.
 PROGRESS_FIELDS = ("id", "display_phone_number", "verified_name", "status", "code_verification_status", "platform_type")
 
@@ -98,17 +100,21 @@ def number_digits(cc: Any, phone_number: Any) -> str | None:
 
 def numbers_on_waba(hook: NumberLister, waba_id: str) -> dict[str, dict[str, Any]]:
     """Every number of a WABA, with :data:`PROGRESS_FIELDS`, keyed by its digits: one list read (all pages)."""
-    nodes = hook.list_phone_numbers(waba_id, fields=list(PROGRESS_FIELDS))
+    return by_digits(hook.list_phone_numbers(waba_id, fields=list(PROGRESS_FIELDS)))
+
+
+def by_digits(nodes: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A WABA's nodes keyed by the digits of their number (``cc`` + national number)."""
     return {normalise_digits(node.get("display_phone_number")): node for node in nodes}
 
 
-def _waba_of(row: Mapping[str, Any], default_waba_id: str | None) -> str | None:
+def waba_of(row: Mapping[str, Any], default_waba_id: str | None) -> str | None:
     """The row's WABA; the default when it names none (missing or blank)."""
     raw = row.get("waba_id")
     return (str(raw).strip() if raw is not None else "") or default_waba_id
 
 
-def _readable(waba_id: str | None) -> str | None:
+def readable_waba(waba_id: str | None) -> str | None:
     """The WABA ID, if it is one that can be read (bad ones are left to the create step to reject)."""
     try:
         return validation.graph_id("waba_id", waba_id)
@@ -116,7 +122,7 @@ def _readable(waba_id: str | None) -> str | None:
         return None
 
 
-def _held(holdings: dict[str, Holding], waba_id: str, read: WabaReader, keep: type[GraphAPIError]) -> Holding:
+def held_numbers(holdings: dict[str, Holding], waba_id: str, read: WabaReader, keep: type[GraphAPIError]) -> Holding:
     """The WABA's numbers, read once per plan or report; a read failure of the kind ``keep`` stands in their place."""
     if waba_id not in holdings:
         try:
@@ -131,7 +137,10 @@ def _label(row: Mapping[str, Any]) -> str:
 
 
 def plan_onboarding(
-    rows: Sequence[Mapping[str, Any]], default_waba_id: str | None, read: WabaReader
+    rows: Sequence[Mapping[str, Any]],
+    default_waba_id: str | None,
+    read: WabaReader,
+    unreadable: type[GraphAPIError] = GraphPermanentError,
 ) -> list[dict[str, Any]]:
     """
     Plan a bulk run from one read of each WABA involved: where each input number starts, if at all.
@@ -140,13 +149,16 @@ def plan_onboarding(
     ``create_phone_number``, ``request_code``, ``register``, or ``None``) and what Graph holds of
     it. A number that is done, or in a state it is left alone in, starts nowhere; a row repeating
     an earlier row's number starts nowhere either. A row with bad input starts at
-    ``create_phone_number``, whose operator rejects it naming the rule. A WABA that cannot be read
-    for a reason retrying cannot fix starts none of its numbers; any other read failure is raised,
-    so that the task is retried.
+    ``create_phone_number``, whose step rejects it naming the rule. A WABA whose read fails in a
+    way ``unreadable`` covers starts none of its numbers; any other read failure is raised, so that
+    the task is retried.
 
-    :param rows: the input: ``cc``, ``phone_number``, ``verified_name`` and, optionally, ``waba_id``.
+    :param rows: the input: ``cc``, ``phone_number``, ``verified_name`` and, optionally,
+        ``waba_id`` and the keys of :data:`PASSED_THROUGH`, which the entry keeps.
     :param default_waba_id: the WABA of rows that name none (the connection's ``waba_id`` extra).
     :param read: reads one WABA (see :func:`numbers_on_waba`).
+    :param unreadable: the read failures that stand for the WABA's numbers (each starts nowhere,
+        its entry says why); any other is raised. By default only those retrying cannot cure.
     """
     holdings: dict[str, Holding] = {}
     first_row: dict[tuple[str, str], int] = {}
@@ -158,18 +170,19 @@ def plan_onboarding(
             "cc": row.get("cc"),
             "phone_number": row.get("phone_number"),
             "verified_name": row.get("verified_name"),
-            "waba_id": _waba_of(row, default_waba_id),
+            "waba_id": waba_of(row, default_waba_id),
             "start": CREATE,
+            **{key: row[key] for key in PASSED_THROUGH if row.get(key) not in (None, "")},
         }
         numbers.append(entry)
-        digits, readable = number_digits(row.get("cc"), row.get("phone_number")), _readable(entry["waba_id"])
+        digits, readable = number_digits(row.get("cc"), row.get("phone_number")), readable_waba(entry["waba_id"])
         if digits is None or readable is None:
             continue
         if (readable, digits) in first_row:
             entry.update(start=None, duplicate_of=first_row[readable, digits])
             continue
         first_row[readable, digits] = index
-        held = _held(holdings, readable, read, GraphPermanentError)
+        held = held_numbers(holdings, readable, read, unreadable)
         if isinstance(held, GraphAPIError):
             entry.update(start=None, outcome=UNKNOWN, error=held.to_dict(), note="Graph could not be read for its WABA")
             continue
@@ -222,109 +235,55 @@ def _note_node(entry: dict[str, Any], node: Mapping[str, Any] | None, row: Mappi
         entry["adopted_as"] = on_graph
 
 
-def report_onboarding(
-    numbers: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]], read: WabaReader
-) -> dict[str, Any]:
+#: Rows per batch of :func:`onboarding_batches` by default: one onboarding task each.
+DEFAULT_BATCH_SIZE = 1_000
+
+
+def onboarding_batches(
+    rows: Sequence[Mapping[str, Any]],
+    default_waba_id: str | None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_batches: int | None = None,
+) -> list[list[dict[str, Any]]]:
     """
-    What became of every input number, as Graph holds it.
+    Split rows into batches for one onboarding task each, keeping a WABA's rows together.
 
-    A number its run registered, or one the plan found done, is reported from Graph's own answers
-    in this run. For the others Graph is read, once per WABA, before anything is said: a number
-    that exists is never reported as not created. Returns ``counts`` (numbers per outcome) and
-    ``numbers`` (one entry per input row: ``outcome``, ``phone_number_id``, ``started_at``,
-    ``next_step`` for a number to continue, ``error`` of the step that failed, ``note``).
+    Each batch holds whole WABAs (their rows in input order) up to ``batch_size`` rows; a WABA
+    with more rows than that is split into batches of its own. Fewer, fuller batches mean fewer
+    task instances and list reads; keeping a WABA in one batch keeps its budget in one trigger.
+    Mapping the onboarding operator over the batches stays far below ``[core] max_map_length``:
+    a thousand batches hold a million rows.
 
-    :param numbers: the plan's ``numbers`` (see :func:`plan_onboarding`).
-    :param results: what the run did for each of them, in the same order: ``registered_id`` (the
-        ID its register step returned), or ``failed_step`` and ``error`` (the step's recorded
-        ``whatsapp_error``), or nothing (the number started nowhere, or its tasks left no trace).
-    :param read: reads one WABA (see :func:`numbers_on_waba`).
+    :param rows: the input rows (see :func:`plan_onboarding`).
+    :param default_waba_id: the WABA of rows that name none.
+    :param batch_size: rows per batch at most.
+    :param max_batches: the most batches a DAG can map a task over (Airflow's ``[core]
+        max_map_length``): more raise an error naming the setting and the batch size that fits.
     """
-    holdings: dict[str, Holding] = {}
-    entries: list[dict[str, Any]] = []
-    for planned, result in zip(numbers, results, strict=True):
-        entry = {
-            "number": planned["number"],
-            "waba_id": planned.get("waba_id"),
-            "outcome": planned.get("outcome"),
-            "phone_number_id": planned.get("phone_number_id"),
-            "status": planned.get("status"),
-            "code_verification_status": planned.get("code_verification_status"),
-            "started_at": planned.get("start"),
-            "next_step": None,
-            "error": planned.get("error"),
-            "note": planned.get("note"),
-        }
-        if planned.get("duplicate_of") is None and planned.get("start") is not None:
-            _settle(entry, planned, result, holdings, read)
-        elif planned.get("outcome") == ONBOARDED:
-            entry["note"] = "already onboarded before this run"
-        if planned.get("adopted_as"):
-            entry["note"] = _join(entry["note"], f"adopted: on the WABA as {planned['adopted_as']!r}, name not changed")
-        entries.append(entry)
-    for entry, planned in zip(entries, numbers, strict=True):
-        if planned.get("duplicate_of") is not None:
-            original = entries[planned["duplicate_of"]]
-            for key in ("outcome", "phone_number_id", "status", "code_verification_status", "next_step"):
-                entry[key] = original[key]
-            entry["note"] = f"same number as row {planned['duplicate_of']}: onboarded once, reported there"
-    return {"counts": dict(Counter(entry["outcome"] for entry in entries)), "numbers": entries}
-
-
-def _settle(
-    entry: dict[str, Any],
-    planned: Mapping[str, Any],
-    result: Mapping[str, Any],
-    holdings: dict[str, Holding],
-    read: WabaReader,
-) -> None:
-    """Fill in the outcome of a number the run worked on."""
-    if result.get("registered_id"):
-        entry.update(outcome=ONBOARDED, phone_number_id=str(result["registered_id"]), status=None)
-        return
-    entry["error"] = result.get("error")
-    digits = number_digits(planned.get("cc"), planned.get("phone_number"))
-    waba = _readable(planned.get("waba_id"))
-    if digits is None or waba is None:
-        # Bad input never reaches Graph: its error names the rule.
-        entry.update(outcome=NOT_CREATED, phone_number_id=None)
-        return
-    held = _held(holdings, waba, read, GraphAPIError)
-    if isinstance(held, GraphAPIError):
-        entry.update(outcome=UNKNOWN, note=f"did not finish, and Graph could not be read to check: {held.message}")
-        return
-    node = held.get(digits)
-    progress = progress_of(node)
-    entry.update(
-        outcome=progress.outcome,
-        phone_number_id=node.get("id") if node else None,
-        status=node.get("status") if node else None,
-        code_verification_status=node.get("code_verification_status") if node else None,
-    )
-    if progress.outcome == NOT_REGISTERED:
-        entry["next_step"] = progress.next_step
-        entry["note"] = f"re-run the DAG with the same numbers: it continues at {progress.next_step}"
-    elif progress.outcome == ONBOARDED:
-        entry["note"] = "registered, though its task did not report it"
-    elif progress.outcome == NOT_CREATED and entry["error"] is None:
-        entry["note"] = f"its {result.get('failed_step') or CREATE} task ended without an answer from Graph"
-
-
-def _join(first: str | None, second: str) -> str:
-    return f"{first}; {second}" if first else second
-
-
-def describe(entry: Mapping[str, Any]) -> str:
-    """One line of the report for a person: the number, its outcome, the error and what to do."""
-    parts = [f"{entry['number']} on WABA {entry.get('waba_id')}: {entry['outcome']}"]
-    if entry.get("phone_number_id"):
-        parts.append(f"phone number ID {entry['phone_number_id']}")
-    if entry.get("status"):
-        parts.append(f"status {entry['status']}")
-    error = entry.get("error")
-    if error:
-        code = f" (code {error['code']})" if error.get("code") is not None else ""
-        parts.append(f"error{code}: {error.get('message')}")
-    if entry.get("note"):
-        parts.append(str(entry["note"]))
-    return " | ".join(parts)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError("batch_size", "must be a whole number of at least 1")
+    by_waba: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_waba.setdefault(str(waba_of(row, default_waba_id)), []).append(dict(row))
+    batches: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    for waba_rows in by_waba.values():
+        if len(waba_rows) > batch_size:
+            # Full batches of this WABA alone; what is left of it shares a batch like a small WABA.
+            whole = len(waba_rows) - len(waba_rows) % batch_size
+            batches.extend(waba_rows[start : start + batch_size] for start in range(0, whole, batch_size))
+            waba_rows = waba_rows[whole:]
+        if len(current) + len(waba_rows) > batch_size:
+            batches.append(current)
+            current = []
+        current.extend(waba_rows)
+    if current:
+        batches.append(current)
+    if max_batches is not None and len(batches) > max_batches:
+        raise InvalidInputError(
+            "batch_size",
+            f"{len(rows)} rows make {len(batches)} batches of at most {batch_size}, more than Airflow maps a task "
+            f"over ([core] max_map_length = {max_batches}): use a batch_size of at least "
+            f"{-(-len(rows) // max_batches)}, or raise max_map_length",
+        )
+    return batches
