@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import selectors
 import statistics
 import subprocess
@@ -170,42 +169,6 @@ def spread(values: list[float]) -> str:
     deciles = statistics.quantiles(values, n=10, method="inclusive")
     middle = statistics.median(values)
     return f"{(deciles[0] / middle - 1) * 100:+.1f} %/{(deciles[-1] / middle - 1) * 100:+.1f} %"
-
-
-def machine() -> dict[str, str]:
-    """CPU model, cores, RAM and the versions the figures depend on."""
-    cpu = platform.processor() or "unknown"
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as handle:
-        total_kb = int(handle.readline().split()[1])
-    versions: dict[str, str] = {}
-    from importlib.metadata import PackageNotFoundError, version
-
-    for name in (
-        "apache-airflow",
-        "apache-airflow-task-sdk",
-        "apache-airflow-providers-http",
-        "airflow-provider-whatsapp",
-        "requests",
-        "httpx",
-        "tenacity",
-    ):
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "ram": f"{total_kb / 1024 / 1024:.1f} GiB",
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        **versions,
-    }
 
 
 def emit(result: Result) -> None:

@@ -52,8 +52,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class AirflowApiError(AssertionError):
+    """The REST API answered an error status (``status``)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# Statuses of what is not there yet (a run's task not expanded yet: 404) or a component still
+# starting (5xx): worth asking again. Any other error answer will not change by waiting.
+NOT_YET_STATUSES = frozenset({404, 409, 500, 502, 503, 504})
+
+
+def _not_yet(error: Exception) -> bool:
+    if isinstance(error, AirflowApiError):
+        return error.status in NOT_YET_STATUSES
+    # A component not up yet (connection refused, a log file not written yet).
+    return isinstance(error, OSError)
+
+
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    """Poll ``check`` until it returns something truthy; bounded by ``timeout`` seconds."""
+    """Poll ``check`` until it returns something truthy; bounded by ``timeout`` seconds.
+
+    ``check`` may fail while what it reads is not there yet (a component not up, a 404 from the
+    API): it is asked again. Any other exception (a failed assertion, a component that exited) is
+    raised at once: waiting would only turn it into a timeout.
+    """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while time.monotonic() < deadline:
@@ -61,7 +86,9 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
             result = check()
             if result:
                 return result
-        except Exception as error:  # the component may not be up yet
+        except Exception as error:
+            if not _not_yet(error):
+                raise
             last_error = error
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error!r})")
@@ -374,12 +401,14 @@ class AirflowDeployment:
         for name in ("airflow", *self.databases.values()):
             run([*psql, "-c", f"CREATE DATABASE {name} OWNER airflow"])
 
-    def sql(self, conn_id: str, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement (``%s`` placeholders) on a database of ``databases``, committed; its rows, if any."""
+    def sql(self, conn_id: str | None, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (``%s`` placeholders) on a database of ``databases`` (``None``: the
+        metadata database), committed; its rows, if any."""
         import psycopg2
 
+        database = "airflow" if conn_id is None else self.databases[conn_id]
         connection = psycopg2.connect(
-            host="127.0.0.1", port=self._pg_port, user="airflow", password="airflow", dbname=self.databases[conn_id]
+            host="127.0.0.1", port=self._pg_port, user="airflow", password="airflow", dbname=database
         )
         try:
             with connection, connection.cursor() as cursor:
@@ -414,7 +443,9 @@ class AirflowDeployment:
         headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
         response = self.session.request(method, url, headers=headers, timeout=60, **kwargs)
         if response.status_code >= 400:
-            raise AssertionError(f"{method} {path}: HTTP {response.status_code} {response.text[:500]}")
+            raise AirflowApiError(
+                f"{method} {path}: HTTP {response.status_code} {response.text[:500]}", response.status_code
+            )
         if not response.content:  # 204 No Content, as DELETE answers
             return None
         content_type = response.headers.get("content-type", "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from typing import Any
 
@@ -133,12 +134,32 @@ def connection_form_needs_fab() -> bool:
     return False
 
 
-def task_output(out: str) -> str:
-    """What tasks run by ``dag.test()`` printed, to be searched for secrets; nothing on Airflow 3.0.
+# Airflow 3.0's dag.test() echoes, at DEBUG, every message a task sends its in-process supervisor.
+_SUPERVISOR_ECHO = re.compile(r"\[debug\s*\] (?:Sending request|Received message from task runner)\b")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_LOCALS_PANEL = re.compile(r"╭─+ locals ─+")
 
-    Airflow 3.0's ``dag.test()`` prints more than the tasks' output: the DEBUG echo of every message
-    a task sends its in-process supervisor (the values handed to the secrets masker, the rendered
-    template fields before masking) and tracebacks with the local variables of each frame. On 3.0
-    the tests search every other place (logs, XCom, rendered fields, errors, serialized DAGs).
+
+def task_output(out: str) -> str:
+    """What tasks run by ``dag.test()`` printed, to be searched for secrets (colours taken out).
+
+    Airflow 3.0's ``dag.test()`` prints more than the tasks and the provider wrote: the DEBUG echo
+    of every message a task sends its in-process supervisor (the values handed to the secrets
+    masker, the rendered template fields before masking), and tracebacks with a panel of each
+    frame's local variables. A deployment writes neither (its tasks' tracebacks have no locals).
+    On 3.0 those lines are left out and the rest is searched: the tasks' log lines, the provider's
+    among them, and each traceback's frames and message.
     """
-    return "" if AIRFLOW_V_3_0_PLUS and not AIRFLOW_V_3_1_PLUS else out
+    text = _ANSI_ESCAPE.sub("", out)
+    if not AIRFLOW_V_3_0_PLUS or AIRFLOW_V_3_1_PLUS:
+        return text
+    kept: list[str] = []
+    in_locals = False
+    for line in text.splitlines():
+        if in_locals or _LOCALS_PANEL.search(line):
+            # A panel ends on its bottom border (a one-line panel too).
+            in_locals = "╰" not in line
+            continue
+        if not _SUPERVISOR_ECHO.search(line):
+            kept.append(line)
+    return "\n".join(kept)

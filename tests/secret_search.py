@@ -38,6 +38,11 @@ _JSON_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n",
 MAX_DECODING_DEPTH = 3
 # How much text to show either side of a match in a report.
 CONTEXT = 40
+# A line only the provider's own code writes, and every run whose output a test searches writes
+# it: the create operator's.
+PROVIDER_LINE = re.compile(r"Phone number ID: \d+")
+# The HTTP client's DEBUG line of a Graph call, where a token or a proof in a URL would show.
+GRAPH_CALL_LINE = re.compile(r'"(?:GET|POST|DELETE) /v\d+\.\d+/\S* HTTP/1\.1" \d{3}')
 
 
 def _json_unescape(text: str) -> str:
@@ -138,6 +143,16 @@ class Haystack:
     def know(self, *ids: str) -> None:
         """Register more IDs (only their digits count)."""
         self.known_ids.update(re.sub(r"\D", "", str(value)) for value in ids if value)
+
+    def add_output(self, source: str, text: str, proof: re.Pattern[str] = PROVIDER_LINE) -> None:
+        """Add what a run printed or logged, once it is shown to hold ``proof`` (by default a line
+        of the provider's): an empty source, or one the provider never wrote to, would be searched
+        for nothing."""
+        if not proof.search(text):
+            raise AssertionError(
+                f"{source}: {len(text)} characters, none matching {proof.pattern!r}: searching it proves nothing"
+            )
+        self.add(source, text)
 
     def add(self, source: str, value: Any) -> None:
         text = value if isinstance(value, str) else json.dumps(value, default=repr, sort_keys=True)

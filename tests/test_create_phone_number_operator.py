@@ -61,6 +61,16 @@ def test_if_exists_fail_refuses(whatsapp_connection: Any, run_inline_dag: Any) -
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert states == {"first": "success", "second": "failed"}
     assert len(whatsapp_connection.numbers()) == 1
+    # It failed because the number was there, and says so: not for any other reason.
+    from tests.conftest import DagRunResult
+
+    result = DagRunResult(dag.dag_id, dag_run.run_id, str(dag_run.state))
+    existing, error = result.xcom("first"), result.xcom("second", "whatsapp_error")
+    waba_id = whatsapp_connection.default_waba_id
+    assert error["error_class"] == "PhoneNumberExistsError", error
+    assert error["message"] == (
+        f"+1 5550100012 is already on WABA {waba_id} as phone number {existing} (if_exists='fail')"
+    ), error
 
 
 def test_dropped_create_does_not_duplicate(whatsapp_connection: Any, run_inline_dag: Any) -> None:

@@ -1,4 +1,5 @@
-"""The docs' code snippets come from the example DAGs: every include must resolve."""
+"""The docs: code snippets come from the example DAGs (every include resolves), every page and
+image exists, and the README counts what the tests hold."""
 
 from __future__ import annotations
 
@@ -64,3 +65,10 @@ def test_the_readme_names_every_xcom_key_the_operators_push() -> None:
     keys = set(re.findall(r"xcom_push\(key=\"(\w+)\"", sources)) | {ERROR_XCOM_KEY}
     assert {"waba_id", "phone_number", "whatsapp_error"} <= keys
     assert sorted(key for key in keys if f"`{key}`" not in readme) == []
+
+
+def test_the_readme_counts_the_bad_inputs_the_table_holds() -> None:
+    from tests.bad_input_cases import CASES
+
+    readme = (REPO / "README.md").read_text()
+    assert f"- **Bad input**: {len(CASES)} inputs across" in readme

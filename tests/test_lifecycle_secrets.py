@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.airflow_versions import task_output
-from tests.secret_search import Haystack, leaked, search_each
+from tests.secret_search import GRAPH_CALL_LINE, Haystack, leaked, search_each
 
 # Exercises the provider through Airflow: run on every supported version (scripts/compat).
 pytestmark = pytest.mark.compat
@@ -81,8 +81,8 @@ def test_literal_pin_and_code_are_masked_everywhere(
     result = DagRunResult(dag.dag_id, dag_run.run_id, str(dag_run.state))
     captured = capsys.readouterr()
     haystack = Haystack()
-    haystack.add("captured logs (DEBUG)", caplog.text)
-    haystack.add("task output", task_output(captured.out + captured.err))
+    haystack.add_output("captured logs (DEBUG)", caplog.text, proof=GRAPH_CALL_LINE)
+    haystack.add_output("task output", task_output(captured.out + captured.err))
     haystack.add("rendered template fields", rendered)
     haystack.add("xcom", repr(result.xcoms))
     secrets = {"PIN": PIN, "verification code": CODE, "token": sandbox.token}
@@ -110,7 +110,7 @@ def test_pin_from_variable_is_masked(sandbox: Any, run_inline_dag: Any, monkeypa
     assert sandbox.requests_to(method="POST", path=r"^/\d+$")[-1].body["pin"] == PIN
     captured = capsys.readouterr()
     haystack = Haystack()
-    haystack.add("task output", task_output(captured.out + captured.err))
+    haystack.add_output("task output", task_output(captured.out + captured.err))
     haystack.add("rendered template fields", _rendered_fields(dag.dag_id, dag_run.run_id))
     assert leaked(search_each(haystack, {"PIN": PIN})) == {}
 
@@ -139,7 +139,7 @@ def test_wrong_code_error_does_not_echo_the_code(sandbox: Any, run_inline_dag: A
     assert error["code"] == 100
     captured = capsys.readouterr()
     haystack = Haystack()
-    haystack.add("task output", task_output(captured.out + captured.err))
+    haystack.add_output("task output", task_output(captured.out + captured.err))
     haystack.add("xcom", repr(result.xcoms))
     assert leaked(search_each(haystack, {"wrong code": WRONG_CODE})) == {}
     # Said plainly for the person who typed it, with what to do next.

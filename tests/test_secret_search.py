@@ -175,3 +175,21 @@ def test_every_planted_secret_is_chance_proof_and_distinct() -> None:
     assert problems == {}
     assert len(set(secrets.values())) == len(secrets), "two tests plant the same secret"
     assert not [name for name, value in secrets.items() if value in DEFAULT_WABA_ID]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "[DAG TEST] starting task_id=create map_index=-1\n[DAG TEST] end task task_id=create"],
+    ids=["empty", "no provider line"],
+)
+def test_output_that_holds_no_provider_line_is_refused_not_searched(text: str) -> None:
+    haystack = Haystack()
+    with pytest.raises(AssertionError, match="searching it proves nothing"):
+        haystack.add_output("task output", text)
+    assert haystack.parts == {}
+
+
+def test_output_holding_a_provider_line_is_searched() -> None:
+    haystack = Haystack()
+    haystack.add_output("task output", f"[info] Phone number ID: {PHONE_ID} pin={PIN}")
+    assert haystack.search(PIN).found == {"task output": 1}

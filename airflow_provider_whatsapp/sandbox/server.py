@@ -188,8 +188,8 @@ class GraphSandbox(SandboxInspection):
 
         As when the network to Graph fails: new connections are refused; a request arriving on an
         open keep-alive connection is dropped unapplied with a TCP RST (recorded with the fault
-        ``unreachable``); requests already being served are answered, then their connection
-        closes. Returns at once.
+        ``unreachable``, so a test can tell the outage met a client); requests already being
+        served are answered. Returns at once.
 
         :param seconds: how long; more than 0.
         """
@@ -204,9 +204,10 @@ class GraphSandbox(SandboxInspection):
             self._retired.append(server)
             outage = self._outage = threading.Timer(seconds, lambda: self._end_outage(outage))
             outage.daemon = True
+        # Open keep-alive connections stay open, as they do when a network fails: a client finds
+        # out on its next request.
         server.shutdown()
         server.server_close()
-        server.close_idle_connections()
         if thread is not None:
             thread.join(timeout=5.0)
         outage.start()

@@ -86,27 +86,13 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], serve: RequestServer) -> None:
         self.serve = serve
         self.connections: set[socket.socket] = set()
-        # The connections whose request is being served: they are answered before they close.
-        self.busy: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
-        # Set by close_idle_connections: every connection closes after its current answer.
-        self.closing = False
         super().__init__(address, _RequestHandler)
 
     def close_connections(self) -> None:
         """Shut down every keep-alive connection so their handler threads finish at once."""
         with self.connections_lock:
             sockets = list(self.connections)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def close_idle_connections(self) -> None:
-        """Shut down the keep-alive connections waiting for a request; the others close after
-        their answer."""
-        with self.connections_lock:
-            self.closing = True
-            sockets = list(self.connections - self.busy)
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -142,15 +128,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             length = 0
         raw = self.rfile.read(length) if length > 0 else b""
         request = IncomingRequest(self.command, self.path, dict(self.headers.items()), raw, self.headers.get("Host"))
-        with self.server.connections_lock:
-            self.server.busy.add(self.connection)
-        try:
-            answer = self.server.serve(request)
-        finally:
-            with self.server.connections_lock:
-                self.server.busy.discard(self.connection)
-                if self.server.closing:
-                    self.close_connection = True
+        answer = self.server.serve(request)
         if answer.drop:
             self._drop(answer.reset)
             return

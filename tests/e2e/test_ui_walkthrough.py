@@ -9,6 +9,7 @@ printing their folder); ``docs/walkthrough.rst`` shows them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -203,11 +204,13 @@ def test_typed_code_onboards_the_number(
     airflow, haystack = deployment.airflow, Haystack(known_ids=(number["id"],))
     verify = airflow.api("GET", f"/dags/{ONBOARDING}/dagRuns/{run_id}/taskInstances/verify_code")
     assert verify["rendered_fields"]["code"] == "***", verify["rendered_fields"]
+    logs: list[str] = []
     for ti in airflow.task_instances(ONBOARDING, run_id):
         task_path = f"/dags/{ONBOARDING}/dagRuns/{run_id}/taskInstances/{ti['task_id']}"
         haystack.add(f"{ti['task_id']} rendered fields", airflow.api("GET", task_path)["rendered_fields"])
         for try_number in range(1, (ti.get("try_number") or 0) + 1):
-            haystack.add(f"{ti['task_id']} log {try_number}", airflow.api("GET", f"{task_path}/logs/{try_number}"))
+            logs.append(json.dumps(airflow.api("GET", f"{task_path}/logs/{try_number}")))
+    haystack.add_output("task logs", "\n".join(logs))
     assert leaked(search_each(haystack, {"typed code": typed_code_run.code})) == {}
 
 

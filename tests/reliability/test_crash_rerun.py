@@ -10,6 +10,7 @@ a re-run with the same input finishes it. Graph's calls are counted from the san
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -286,7 +287,7 @@ def test_onboarding_dag_retriggered_after_a_crash_at_create(
     tally["crashed creates finished by a re-run"] += 1
 
 
-def test_onboarding_dag_continues_from_what_graph_holds(sandbox: Any, run_dag: Any) -> None:
+def test_onboarding_dag_continues_from_what_graph_holds(sandbox: Any, run_dag: Any, capsys: Any) -> None:
     from airflow_provider_whatsapp.hooks.whatsapp import WhatsAppBusinessHook
 
     hook = WhatsAppBusinessHook(retry_policy=FAST_POLICY)
@@ -307,10 +308,15 @@ def test_onboarding_dag_continues_from_what_graph_holds(sandbox: Any, run_dag: A
     assert [step for _, step in graph_calls(sandbox) if step in STEP_PATHS] == ["register"]
 
     sandbox.reset_requests()
+    capsys.readouterr()
     result = run_dag(ONBOARDING, {"cc": "1", "phone_number": "5550390202", "verified_name": "Acme B"})
+    printed = capsys.readouterr()
 
     assert result.state == "failed"
     assert result.task_state("resume_point") == "failed"
+    # Failed for the number's status, by the exception that spends no retry; not for anything else.
+    reason = rf"\bAirflowFailException: Phone number {banned} is BANNED on Graph; not onboarding it$"
+    assert re.search(reason, printed.out + printed.err, flags=re.MULTILINE), "resume_point failed for another reason"
     assert result.try_numbers["resume_point", -1] == 1, "a banned number is not worth a retry"
     assert not [step for _, step in graph_calls(sandbox) if step in STEP_PATHS]
     assert sandbox.number(banned)["status"] == "BANNED"

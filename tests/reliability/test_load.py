@@ -1,13 +1,16 @@
 """Numbers through the bulk example DAG against a sandbox whose per-WABA budget runs out mid-run:
-no task fails, and once the usage headers said 100 % no call went past the limit.
+no task fails, once the usage headers said 100 % no call went past the limit, and the hook waited
+the regain time Graph announced.
 
-The window is Graph's smallest unit of regain time, one minute: the sandbox announces whole
-minutes, and the hook, waiting what was announced, lands in the next window. The budget is small
-enough to run out early in the first window even on a loaded machine, and large enough that the
-run needs only one wait."""
+The window is two minutes: the sandbox announces whole minutes until it ends (one or two), and the
+connection's own fixed pause for a spent budget that announced nothing (``exhausted_wait``) is a few
+seconds, so a hook that paused that instead would call again inside the spent window and be
+refused. The budget is small enough to run out in the first window even on a loaded machine, and
+large enough that the run needs only one wait."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from typing import Any
@@ -16,8 +19,12 @@ from tests.reliability.duplicates import duplicates
 
 NUMBERS = int(os.environ.get("WHATSAPP_LOAD_NUMBERS", "20"))
 LIMIT = int(os.environ.get("WHATSAPP_LOAD_LIMIT", "60"))
-WINDOW = float(os.environ.get("WHATSAPP_LOAD_WINDOW", "60.0"))
+WINDOW = float(os.environ.get("WHATSAPP_LOAD_WINDOW", "120.0"))
+# Far from any regain time Graph announces (whole minutes).
+EXHAUSTED_WAIT = 5.0
 PIN = "418205"
+# The sandbox's clock and the hook's read the same time a few milliseconds apart.
+CLOCK_SLACK = 1.0
 
 
 def test_bulk_onboarding_under_a_tight_rate_limit(
@@ -27,7 +34,7 @@ def test_bulk_onboarding_under_a_tight_rate_limit(
         rate_limit=LIMIT, rate_window=WINDOW, connect_delay=0.0, code_request_cooldown=0.0
     )
     # No hold between 90 and 100 %: the run waits only for the regain time announced at 100 %.
-    extras = {"slowdown_wait": 0.0}
+    extras = {"slowdown_wait": 0.0, "exhausted_wait": EXHAUSTED_WAIT}
     monkeypatch.setenv("AIRFLOW_CONN_WHATSAPP_DEFAULT", sandbox.airflow_conn_json(extras))
     monkeypatch.setenv("AIRFLOW_VAR_WHATSAPP_TWO_STEP_PIN", PIN)
     numbers = [
@@ -60,3 +67,15 @@ def test_bulk_onboarding_under_a_tight_rate_limit(
     assert max(windows.values()) == LIMIT, windows
     assert sandbox.rejected_calls == 0, f"{sandbox.rejected_calls} calls went past the limit"
     assert duplicates(sandbox) == 0
+    # The pause after the call that spent the budget is the regain time the sandbox announced in
+    # its answer (whole minutes until its window ends), not the connection's fixed pause.
+    origin = sandbox.rate_window_origin
+    spent_window = min(index for (_waba, index), count in windows.items() if count == LIMIT)
+    window_end = origin + WINDOW * (spent_window + 1)
+    times = sorted(request.time for request in sandbox.requests)
+    spent_at = max(time for time in times if time < window_end)
+    next_at = min(time for time in times if time > spent_at)
+    announced = 60.0 * math.ceil((window_end - spent_at - CLOCK_SLACK) / 60.0)
+    tally["load: seconds waited for the announced regain time"] += round(next_at - spent_at)
+    assert announced >= 60.0 > EXHAUSTED_WAIT
+    assert next_at - spent_at >= announced - CLOCK_SLACK, (next_at - spent_at, announced)

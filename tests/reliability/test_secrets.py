@@ -15,9 +15,9 @@ import pytest
 
 from airflow_provider_whatsapp.exceptions import GraphAPIError
 from tests.airflow_versions import task_output
-from tests.reliability.test_fault_matrix import FAULTS, STEP_REQUESTS, Chain, closed_port
+from tests.reliability.test_fault_matrix import FAULTS, STEP_REQUESTS, Chain, closed_port, fault_fired
 from tests.scheduled_onboarding_table import RequestsTable
-from tests.secret_search import Haystack, chance_problem, leaked, search_each
+from tests.secret_search import GRAPH_CALL_LINE, Haystack, chance_problem, leaked, search_each
 
 # Exercises the provider through Airflow: run on every supported version (scripts/compat).
 pytestmark = pytest.mark.compat
@@ -126,19 +126,25 @@ def _fault_runs(sandbox: Any, haystack: Haystack, secrets: dict[str, str], tally
                     secrets[f"verification code ({fault.name}@{step})"] = code
             haystack.know(chain.number_id or "", chain.phone_number)
             method, path = STEP_REQUESTS[step]
+            before = len(sandbox.requests_to(method=method, path=path))
             injected = fault.build(sandbox.default_waba_id)
             if injected is not None:
                 sandbox.inject(injected, method=method, path=path)
             conn_id = "whatsapp_refused" if fault.outcome == "unreachable" else "whatsapp_default"
+            raised: GraphAPIError | None = None
             try:
                 chain.run(step, conn_id=conn_id)
             except GraphAPIError as error:
+                raised = error
                 haystack.add("exception messages", str(error))
                 haystack.add("exception reprs", repr(error))
                 haystack.add("tracebacks", "".join(traceback.format_exception(error)))
                 haystack.add("xcom (error details)", error_details(error))
                 tally["fault runs whose error was searched for secrets"] += 1
-            tally["fault runs searched for secrets"] += 1
+            # A fault that never fired leaves nothing of it to search: the run would prove nothing.
+            assert fault_fired(fault, sandbox, step, before, raised), f"{fault.name}@{step}: the fault never fired"
+            assert (raised is None) == (fault.outcome == "recovers"), f"{fault.name}@{step}: {raised!r}"
+            tally["fault runs searched for secrets, each fault shown to have fired"] += 1
             trigger = PhoneNumberStatusTrigger(
                 phone_number_id=chain.number_id or "1", target={"status": ["CONNECTED"]}, failure_states={}
             )
@@ -197,12 +203,14 @@ def test_no_secret_anywhere(
     assert {VARIABLE_PIN, CONNECTION_PIN} <= register_pins
 
     captured = capsys.readouterr()
-    haystack.add("captured logs (DEBUG)", caplog.text)
-    haystack.add("task output (stdout/stderr)", task_output(captured.out + captured.err))
+    # On Airflow 3 the provider's own lines go to the task output (structlog), on 2.x to both.
+    haystack.add_output("captured logs (DEBUG)", caplog.text, proof=GRAPH_CALL_LINE)
+    haystack.add_output("task output (stdout/stderr)", task_output(captured.out + captured.err))
     logs_dir = Path(os.environ["AIRFLOW_HOME"]) / "logs"
-    for log_file in sorted(logs_dir.rglob("*")) if logs_dir.exists() else []:
-        if log_file.is_file():
-            haystack.add("task log files", log_file.read_text(errors="replace"))
+    log_files = sorted(path for path in logs_dir.rglob("*") if path.is_file()) if logs_dir.exists() else []
+    # dag.test() writes its tasks' logs to the output above; any log file written is searched too.
+    if log_files:
+        haystack.add_output("task log files", "\n".join(path.read_text(errors="replace") for path in log_files))
     _metadata_rows(dag_ids, haystack)
 
     findings = search_each(haystack, secrets)

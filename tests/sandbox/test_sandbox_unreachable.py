@@ -29,13 +29,21 @@ def refused(port: int) -> bool:
 
 def test_refuses_connections_and_applies_nothing(graph: Any, whatsapp_sandbox: Any) -> None:
     port = whatsapp_sandbox.port
-    # The keep-alive connection this opens is shut: the client's next request must connect anew.
+    # This opens a keep-alive connection, which stays open when the outage begins.
     assert graph.get(f"{whatsapp_sandbox.default_waba_id}/phone_numbers").ok
     whatsapp_sandbox.refuse_connections(LONG)
     assert whatsapp_sandbox.unreachable
     assert refused(port)
+    # The request on the open connection is reset unapplied, and recorded; the next one, on a new
+    # connection, is refused before it is sent (nothing to record).
     with pytest.raises(requests.ConnectionError):
         graph.create()
+    with pytest.raises(requests.ConnectionError, match="Connection refused"):
+        graph.create()
+    assert [(r.method, r.fault, r.status) for r in whatsapp_sandbox.requests] == [
+        ("GET", None, 200),
+        ("POST", "unreachable", None),
+    ]
     assert whatsapp_sandbox.numbers() == [], "a request during the outage is never applied"
     with pytest.raises(RuntimeError):
         whatsapp_sandbox.refuse_connections(LONG)
