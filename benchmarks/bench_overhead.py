@@ -3,7 +3,8 @@
 The same GET (read a number) and POST (create a number) is sent four ways to the same sandbox,
 with the same headers: a raw ``requests.Session`` (the floor), ``WhatsAppBusinessHook``, the
 http provider's ``HttpHook.run``, and a raw session that reads the environment once as the hook
-does (``trust_env`` off), which shows the hook's own code apart from that saving. Rounds
+does (``trust_env`` off), which shows the hook's own code apart from that saving: the target,
+on the client's CPU per call, is against that session. Rounds
 interleave the variants in a rotating order so drift hits each alike. The ratio is the median
 over rounds of each round's paired ratio (a variant's mean time per call over raw ``requests``'
 in the same round), so a slow stretch of the machine moves both sides of a ratio together; the
@@ -143,16 +144,27 @@ def run(quick: bool = False) -> Result:
                         created += done["numbers"]
             for name in names:
                 ratio = paired_ratio(per_call[name], per_call["raw requests"])
-                figure = result.add(
+                result.add(
                     f"{operation}: {name}",
                     median(per_call[name]) * 1e6,
                     "us/call",
                     baseline="raw requests, same round",
                     ratio=ratio,
                 )
-                if name == "our hook":
-                    figure.target = f"<= {TARGET}x raw"
-                    figure.met = ratio <= TARGET
+            # The target is against the raw session that does the same work (the environment read
+            # once), on the client's CPU, so what it measures is the hook's own code, not a saving
+            # raw requests forgoes, nor the machine's other load.
+            for label, series, target in (("wall", per_call, None), ("client CPU", cpu_per_call, TARGET)):
+                fair = paired_ratio(series["our hook"], series[ENV_ONCE])
+                figure = result.add(
+                    f"{operation}: our hook against {ENV_ONCE}, {label}",
+                    median(series["our hook"]) * 1e6,
+                    "us/call",
+                    baseline=f"{ENV_ONCE}, {label}, same round ({median(series[ENV_ONCE]) * 1e6:.1f} us/call)",
+                    ratio=fair,
+                )
+                if target is not None:
+                    figure.target, figure.met = f"<= {target}x", fair <= target
             for name in names:
                 # The client's own CPU per call: the sandbox runs in another process, so this is
                 # the overhead itself, far less noisy than wall time on a shared machine.

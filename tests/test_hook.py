@@ -67,6 +67,25 @@ class TestConnection:
         hook.get_phone_number(node["id"])
         assert hook.get_conn() is session
 
+    def test_the_sessions_own_headers_cookies_and_hooks_still_apply(
+        self, hook: WhatsAppBusinessHook, whatsapp_connection: Any
+    ) -> None:
+        # The hook prepares each request itself: what a user set on get_conn() must still be sent,
+        # and the call's own headers must win over the session's.
+        session = hook.get_conn()
+        session.headers["X-Team"] = "onboarding"
+        session.headers["User-Agent"] = "not ours"
+        session.cookies.set("team", "blue", domain="127.0.0.1")
+        answered: list[int] = []
+        session.hooks["response"].append(lambda response, **_: answered.append(response.status_code))
+        node = create(hook, whatsapp_connection)
+        hook.get_phone_number(node["id"])
+        for request in whatsapp_connection.requests:
+            assert request.headers.get("X-Team") == "onboarding"
+            assert request.headers.get("User-Agent") == USER_AGENT
+            assert "team=blue" in request.headers.get("Cookie", "")
+        assert answered == [200, 200]
+
     def test_environment_proxy_is_honoured(self, make_hook: Any, whatsapp_connection: Any, monkeypatch: Any) -> None:
         # The session reads the environment once, when it is made; a proxy on a closed port
         # proves it is used, and NO_PROXY that it is bypassed for the Graph host.

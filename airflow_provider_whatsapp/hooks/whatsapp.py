@@ -187,15 +187,23 @@ class WhatsAppBusinessHook(BaseHook):
     # ------------------------------------------------------------------ transport
 
     def _transport(self, request: GraphRequest) -> RawResponse | GraphConnectionError:
+        session = self.get_conn()
+        # Prepared here from the session's headers, cookies, auth and hooks, as Session.request
+        # would, without its per-call merging of every setting (a fresh cookie jar and a
+        # protocol check of each mapping), which cost more than the rest of the hook.
+        prepared = requests.PreparedRequest()
         try:
-            response = self.get_conn().request(
-                request.method,
-                request.url_with_query,
+            prepared.prepare(
+                method=request.method,
+                url=request.url_with_query,
+                headers={**session.headers, **request.headers},
                 json=request.json_body,
-                headers=request.headers,
-                timeout=self.settings.timeout,
-                allow_redirects=False,
+                params=session.params or None,
+                auth=session.auth,
+                cookies=session.cookies,
+                hooks=session.hooks,
             )
+            response = session.send(prepared, timeout=self.settings.timeout, allow_redirects=False)
         except requests.RequestException as exc:
             return connection_error(exc, request_sent=_sent_before_failure(exc))
         return RawResponse(response.status_code, response.headers, response.content)
