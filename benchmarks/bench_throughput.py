@@ -86,7 +86,7 @@ def _run(airflow: Any, dag_id: str, rows: list[dict[str, str]], result: Result, 
     }
 
 
-def _least_time(sandbox: Any, wabas: list[str], budget: int, window: float, per_call: float) -> tuple[float, float]:
+def least_time(sandbox: Any, wabas: list[str], budget: int, window: float, per_call: float) -> tuple[float, float]:
     """The least and the measured time, first call to last, of the slowest WABA under its budget."""
     least, measured = 0.0, 0.0
     for waba in wabas:
@@ -145,7 +145,7 @@ def run(quick: bool = False, numbers: int | None = None, mapped_numbers: int | N
             per_call = (max(unthrottled) - min(unthrottled)) / max(1, len(unthrottled)) if unthrottled else 0.0
             rejected_before = sandbox.rejected_calls
             bound = _run(airflow, OPERATOR, _rows(bound_wabas_ids, bound_per_waba, 3), result)
-            least, measured = _least_time(sandbox, bound_wabas_ids, budget, window, per_call)
+            least, measured = least_time(sandbox, bound_wabas_ids, budget, window, per_call)
             refused = sandbox.rejected_calls - rejected_before
         registered = Counter(sandbox.register_calls(n["id"]) for n in sandbox.numbers())
     onboarded = mapped_count + count + bound_per_waba * bound_wabas
