@@ -316,7 +316,7 @@ class GraphExchange:
         for key in self.shared.leases_needed(self.usage_store, budgets):
             if not (yield from self.shared.claim(key)):
                 for got in held:
-                    yield Share("release", self.shared.name_of(got))
+                    yield from self.shared.release(got)
                 return None
             held.append(key)
         return tuple(held)
