@@ -6,7 +6,7 @@ store when newer than its own; near the end of a budget, the call waits for the 
 that one process sends at a time. The lease is the process's, not the call's: every call of the
 process goes under it until it runs out (renewed while its calls go on), so the store is asked
 for it a few times a minute, not several times a call. After a call, a reading worth telling
-(spent; near the end, at most once a second; past three quarters, when it moved on; back in a
+(spent; near the end, at most every two seconds; past three quarters, when it moved on; back in a
 new window) is written for the others; a spent budget's lease, or one no longer near its end, is
 handed back.
 The exchange core yields these as :class:`Share` steps, and each hook's driver carries them out
@@ -38,12 +38,12 @@ SHARE_STEP = 5.0
 LEASE_HEADROOM_CALLS = 16
 #: How long a process holds a budget's lease once it has it; a process that stops calling (or
 #: dies) holds the others back no longer than this.
-LEASE_SECONDS = 5.0
+LEASE_SECONDS = 10.0
 # Renewed this long before it runs out, so that a call never goes out under a lease that lapses.
 LEASE_RENEW_BEFORE = 1.0
 # While a process holds the lease, its readings near the end are written at most this often: the
 # others read them when they take the lease over.
-LEASED_WRITE_EVERY = 1.0
+LEASED_WRITE_EVERY = 2.0
 # Graph's Date header has whole seconds, and clocks drift: a shared regain time is waited this
 # much longer.
 REGAIN_MARGIN = 1.0
@@ -130,9 +130,11 @@ class SharedView:
         most once per ``refresh`` seconds.
         """
         now = time.monotonic()
-        # Under this process's own lease nobody else sends: no news to read before each call.
-        near_end = {key for key in self.leases_needed(store, budgets) if not self.holds(key, now)}
+        near_end = set(self.leases_needed(store, budgets))
         for key in budgets:
+            if self.holds(key, now):
+                # Under this process's own lease nobody else sends: there is no news to read.
+                continue
             if key not in near_end and now - self._read_at.get(key, -1e9) < self.refresh:
                 continue
             self._read_at[key] = now

@@ -326,7 +326,7 @@ def test_near_the_end_a_process_holds_the_lease_for_its_calls_not_per_call() -> 
     first.call([answer(80)])
     asked_before = variables.asked
     # Ten calls near the end, in the lease's time: the lease is asked for once, readings are
-    # written at most once a second, nothing is read (nobody else sends under this lease).
+    # written at most every two seconds, nothing is read (nobody else sends under this lease).
     for percent in range(85, 95):
         assert first.call([answer(percent)]) == {"data": []}
     assert first.view.holds(key)
