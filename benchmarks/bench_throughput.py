@@ -65,7 +65,8 @@ def _run(airflow: Any, dag_id: str, rows: list[dict[str, str]], result: Result, 
 
     before = airflow.cpu_seconds()
     run_id = airflow.trigger(dag_id, conf={"numbers": rows, **conf})["dag_run_id"]
-    state = airflow.wait_for_run(dag_id, run_id, timeout=RUN_TIMEOUT)
+    states, slot_seconds = airflow.wait_holding_slots({dag_id: run_id}, timeout=RUN_TIMEOUT)
+    state = states[dag_id]
     after = airflow.cpu_seconds()
     result.check(state == "success", f"{dag_id} run ended {state}; logs: {airflow.where_to_look()}")
     details = airflow.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
@@ -82,6 +83,7 @@ def _run(airflow: Any, dag_id: str, rows: list[dict[str, str]], result: Result, 
         "cpu_total": sum(cpu.values()),
         "tasks": len(instances),
         "task_seconds": sum(s for s in task_seconds if not math.isnan(s)),
+        "slot_seconds": slot_seconds,
         "ids": {entry.get("phone_number_id") for entry in onboarded},
     }
 
@@ -195,10 +197,10 @@ def run(quick: bool = False, numbers: int | None = None, mapped_numbers: int | N
     failed = onboarded - registered[1]
     result.add("numbers not onboarded once", failed, "numbers", target="0", met=failed == 0)
     result.add(
-        "worker task-seconds under binding budgets",
-        bound["task_seconds"],
+        "worker slot-seconds under binding budgets",
+        bound["slot_seconds"],
         "s",
-        baseline=f"run wall {bound['wall']:.1f} s",
+        baseline=f"run wall {bound['wall']:.1f} s; task instances' start to end {bound['task_seconds']:.1f} s",
     )
     for label, run_ in (("mapped design", mapped), ("onboarding operator", operator), ("binding budgets", bound)):
         spent = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(run_["cpu"].items()))

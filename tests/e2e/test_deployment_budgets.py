@@ -29,12 +29,11 @@ BUDGET = 30
 BULK_NUMBERS = 24
 CREATES = 8
 RUN_TIMEOUT = 600.0
-FINISHED = ("success", "failed")
 
 
 def run_scenario(deployment: Deployment, waba: str, series: int) -> dict[str, Any]:
-    """Trigger both DAGs on ``waba`` at once; sample the task instances holding a worker slot
-    (``running``: a deferred or queued one holds none) until both runs end."""
+    """Trigger both DAGs on ``waba`` at once; wait for both, counting the worker slot-seconds
+    their task instances held."""
     airflow, sandbox = deployment.airflow, deployment.sandbox
     calls_before = len(sandbox.requests)
     rows = [
@@ -49,22 +48,7 @@ def run_scenario(deployment: Deployment, waba: str, series: int) -> dict[str, An
             CONTENTION, {"waba_id": waba, "numbers": creates, "whatsapp_conn_id": BUDGETS_CONN_ID}
         )["dag_run_id"],
     }
-    slot_seconds, held, last = 0.0, 0, time.monotonic()
-    states: dict[str, str] = {}
-    deadline = started + RUN_TIMEOUT
-    while time.monotonic() < deadline:
-        running = airflow.api("GET", "/dags/~/dagRuns/~/taskInstances", params={"state": "running", "limit": 100})
-        now = time.monotonic()
-        count = sum(1 for ti in running["task_instances"] if runs.get(ti["dag_id"]) == ti["dag_run_id"])
-        # Each interval is charged the mean of the counts at its two ends.
-        slot_seconds += (held + count) / 2 * (now - last)
-        held, last = count, now
-        states = {
-            dag_id: airflow.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"] for dag_id, run_id in runs.items()
-        }
-        if all(state in FINISHED for state in states.values()) and count == 0:
-            break
-        time.sleep(0.5)
+    states, slot_seconds = airflow.wait_holding_slots(runs, RUN_TIMEOUT)
     assert states == {BULK: "success", CONTENTION: "success"}, airflow.where_to_look()
     calls = [r for r in sandbox.requests[calls_before:] if r.waba_id == waba]
     instances = {dag_id: airflow.task_instances(dag_id, run_id) for dag_id, run_id in runs.items()}
