@@ -105,6 +105,18 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "20",
                         "default": "20",
                     },
+                    "budget_store": {
+                        "description": (
+                            "Where every task process, worker and triggerer shares what it learns of Graph's "
+                            "rate-limit budgets, for connections whose budget_store extra is unset: airflow "
+                            "(Airflow Variables), redis://host:port/db (the redis extra), or process (nothing "
+                            "shared)."
+                        ),
+                        "version_added": "0.3.0",
+                        "type": "string",
+                        "example": "redis://redis:6379/2",
+                        "default": "airflow",
+                    },
                 },
             }
         },

@@ -65,7 +65,8 @@ def _run(airflow: Any, dag_id: str, rows: list[dict[str, str]], result: Result, 
 
     before = airflow.cpu_seconds()
     run_id = airflow.trigger(dag_id, conf={"numbers": rows, **conf})["dag_run_id"]
-    state = airflow.wait_for_run(dag_id, run_id, timeout=RUN_TIMEOUT)
+    states, slot_seconds = airflow.wait_holding_slots({dag_id: run_id}, timeout=RUN_TIMEOUT)
+    state = states[dag_id]
     after = airflow.cpu_seconds()
     result.check(state == "success", f"{dag_id} run ended {state}; logs: {airflow.where_to_look()}")
     details = airflow.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
@@ -82,11 +83,12 @@ def _run(airflow: Any, dag_id: str, rows: list[dict[str, str]], result: Result, 
         "cpu_total": sum(cpu.values()),
         "tasks": len(instances),
         "task_seconds": sum(s for s in task_seconds if not math.isnan(s)),
+        "slot_seconds": slot_seconds,
         "ids": {entry.get("phone_number_id") for entry in onboarded},
     }
 
 
-def _least_time(sandbox: Any, wabas: list[str], budget: int, window: float, per_call: float) -> tuple[float, float]:
+def least_time(sandbox: Any, wabas: list[str], budget: int, window: float, per_call: float) -> tuple[float, float]:
     """The least and the measured time, first call to last, of the slowest WABA under its budget."""
     least, measured = 0.0, 0.0
     for waba in wabas:
@@ -96,7 +98,9 @@ def _least_time(sandbox: Any, wabas: list[str], budget: int, window: float, per_
         first = times[0]
         # The sandbox starts each WABA's windows at its first call (rate_window_from_first_call).
         anchor = sandbox.rate_window_anchor(waba)
-        window_index = math.floor((first - anchor) / window)
+        # The sandbox counts a call a moment after it records its arrival: the first call may
+        # look a hair older than the window it opened.
+        window_index = max(0, math.floor((first - anchor) / window))
         windows = math.ceil(len(times) / budget)
         last_window_calls = len(times) - (windows - 1) * budget
         last_window_start = anchor + (window_index + windows - 1) * window
@@ -145,7 +149,7 @@ def run(quick: bool = False, numbers: int | None = None, mapped_numbers: int | N
             per_call = (max(unthrottled) - min(unthrottled)) / max(1, len(unthrottled)) if unthrottled else 0.0
             rejected_before = sandbox.rejected_calls
             bound = _run(airflow, OPERATOR, _rows(bound_wabas_ids, bound_per_waba, 3), result)
-            least, measured = _least_time(sandbox, bound_wabas_ids, budget, window, per_call)
+            least, measured = least_time(sandbox, bound_wabas_ids, budget, window, per_call)
             refused = sandbox.rejected_calls - rejected_before
         registered = Counter(sandbox.register_calls(n["id"]) for n in sandbox.numbers())
     onboarded = mapped_count + count + bound_per_waba * bound_wabas
@@ -193,10 +197,10 @@ def run(quick: bool = False, numbers: int | None = None, mapped_numbers: int | N
     failed = onboarded - registered[1]
     result.add("numbers not onboarded once", failed, "numbers", target="0", met=failed == 0)
     result.add(
-        "worker task-seconds under binding budgets",
-        bound["task_seconds"],
+        "worker slot-seconds under binding budgets",
+        bound["slot_seconds"],
         "s",
-        baseline=f"run wall {bound['wall']:.1f} s",
+        baseline=f"run wall {bound['wall']:.1f} s; task instances' start to end {bound['task_seconds']:.1f} s",
     )
     for label, run_ in (("mapped design", mapped), ("onboarding operator", operator), ("binding budgets", bound)):
         spent = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in sorted(run_["cpu"].items()))

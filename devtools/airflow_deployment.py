@@ -469,6 +469,35 @@ class AirflowDeployment:
         state: str = wait_until(finished, timeout, f"{dag_id} run {run_id} to finish", interval=1.0)
         return state
 
+    def wait_holding_slots(self, runs: Mapping[str, str], timeout: float) -> tuple[dict[str, str], float]:
+        """Wait for the runs (``{dag_id: run_id}``) to end; return their states and the worker
+        slot-seconds their task instances held, sampled a few times a second: a queued or running
+        one holds an executor slot, a deferred one none. (A task instance's start and end span
+        its deferrals too.)"""
+        slot_seconds, held, last = 0.0, 0, time.monotonic()
+        states: dict[str, str] = {}
+        deadline = last + timeout
+        for sample in range(int(timeout / 0.2) + 1):
+            if time.monotonic() > deadline:
+                break
+            holding = self.api(
+                "GET", "/dags/~/dagRuns/~/taskInstances", params={"state": ["queued", "running"], "limit": 100}
+            )
+            now = time.monotonic()
+            count = sum(1 for ti in holding["task_instances"] if runs.get(ti["dag_id"]) == ti["dag_run_id"])
+            # Each interval is charged the mean of the counts at its two ends.
+            slot_seconds += (held + count) / 2 * (now - last)
+            held, last = count, now
+            if count == 0 and sample % 5 == 0:
+                states = {
+                    dag_id: self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+                    for dag_id, run_id in runs.items()
+                }
+                if all(state in ("success", "failed") for state in states.values()):
+                    return states, slot_seconds
+            time.sleep(0.2)
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for the runs {dict(runs)} to finish: {states}")
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Every task instance of the run (mapped ones included), across the API's pages."""
         found: list[dict[str, Any]] = []

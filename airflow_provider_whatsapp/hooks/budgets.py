@@ -316,9 +316,12 @@ class RedisBudgets(_Guarded):
             return True
         try:
             lease = f"{name}.lease"
-            if self.client.set(lease, self.holder, nx=True, px=max(1, int(seconds * 1000))):
+            milliseconds = max(1, int(seconds * 1000))
+            if self.client.set(lease, self.holder, nx=True, px=milliseconds):
                 return True
-            return bool(self.client.get(lease) == self.holder.encode())
+            # Held already: by this process, it is renewed (in one step, so that a lease that
+            # lapsed and was taken by another in between is not renewed for it).
+            return bool(self.client.eval(_RENEW_OWN_LEASE, 1, lease, self.holder, milliseconds))
         except Exception as error:
             self._unreachable("asked for a lease", error)
             return True
@@ -332,6 +335,12 @@ class RedisBudgets(_Guarded):
                 self.client.delete(lease)
         except Exception as error:
             self._unreachable("handed a lease back", error)
+
+
+_RENEW_OWN_LEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
 
 
 def _lease_holder(raw: Any, now: float) -> str | None:

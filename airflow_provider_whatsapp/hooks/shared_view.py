@@ -3,8 +3,11 @@
 Before a call, the readings other processes shared of its budgets are read (before every call
 near a budget's end, at most once per ``refresh`` seconds before) and merged into the process's
 store when newer than its own; near the end of a budget, the call waits for the budget's lease, so
-that one process sends at a time. After it, a reading worth telling (near the end or spent; past
-three quarters, when it moved on; back in a new window) is written for the others and the lease
+that one process sends at a time. The lease is the process's, not the call's: every call of the
+process goes under it until it runs out (renewed while its calls go on), so the store is asked
+for it a few times a minute, not several times a call. After a call, a reading worth telling
+(spent; near the end, at most every two seconds; past three quarters, when it moved on; back in a
+new window) is written for the others; a spent budget's lease, or one no longer near its end, is
 handed back.
 The exchange core yields these as :class:`Share` steps, and each hook's driver carries them out
 against the backend (:mod:`~airflow_provider_whatsapp.hooks.budgets`): no I/O here.
@@ -33,6 +36,14 @@ SHARE_STEP = 5.0
 #: So many calls could be sent at once across a deployment; a budget with fewer than this left
 #: (by its per-call cost) is sent into one call at a time, under its lease.
 LEASE_HEADROOM_CALLS = 16
+#: How long a process holds a budget's lease once it has it; a process that stops calling (or
+#: dies) holds the others back no longer than this.
+LEASE_SECONDS = 10.0
+# Renewed this long before it runs out, so that a call never goes out under a lease that lapses.
+LEASE_RENEW_BEFORE = 1.0
+# While a process holds the lease, its readings near the end are written at most this often: the
+# others read them when they take the lease over.
+LEASED_WRITE_EVERY = 2.0
 # Graph's Date header has whole seconds, and clocks drift: a shared regain time is waited this
 # much longer.
 REGAIN_MARGIN = 1.0
@@ -87,10 +98,11 @@ class SharedView:
 
     :param backend: where the deployment's budgets are kept.
     :param refresh: seconds between two reads of a budget not near its end.
-    :param lease_seconds: how long a lease lasts at most (one call's time).
+    :param lease_seconds: how long this process holds a lease once it has it (renewed while its
+        calls go on).
     """
 
-    def __init__(self, backend: SharedBudgets, refresh: float = 1.0, lease_seconds: float = 30.0) -> None:
+    def __init__(self, backend: SharedBudgets, refresh: float = 1.0, lease_seconds: float = LEASE_SECONDS) -> None:
         self.backend = backend
         # Who this process is to the others (a test gives two views in one process two names).
         self.process_id: str = getattr(backend, "holder", PROCESS_ID)
@@ -99,6 +111,8 @@ class SharedView:
         self._read_at: dict[BudgetKey, float] = {}
         self._written: dict[BudgetKey, tuple[float, float]] = {}
         self._merged: dict[BudgetKey, tuple[str, float]] = {}
+        # The leases this process holds: until when (monotonic).
+        self._holding: dict[BudgetKey, float] = {}
         self._offsets: deque[float] = deque(maxlen=_OFFSET_SAMPLES)
 
     def __repr__(self) -> str:
@@ -118,6 +132,9 @@ class SharedView:
         now = time.monotonic()
         near_end = set(self.leases_needed(store, budgets))
         for key in budgets:
+            if self.holds(key, now):
+                # Under this process's own lease nobody else sends: there is no news to read.
+                continue
             if key not in near_end and now - self._read_at.get(key, -1e9) < self.refresh:
                 continue
             self._read_at[key] = now
@@ -142,9 +159,28 @@ class SharedView:
                 needed.append(key)
         return tuple(needed)
 
+    def holds(self, key: BudgetKey, now: float | None = None) -> bool:
+        """Whether this process holds the budget's lease, for long enough to send a call under it."""
+        until = self._holding.get(key)
+        return until is not None and until - (time.monotonic() if now is None else now) > LEASE_RENEW_BEFORE
+
     def claim(self, key: BudgetKey) -> Generator[Share, Any, bool]:
-        """Whether this process holds the budget's lease for its next call."""
-        return bool((yield Share("claim", self.name_of(key), seconds=self.lease_seconds)))
+        """Whether this process holds the budget's lease for its next call (asked of the store
+        only when it does not hold it already, or soon will not)."""
+        if self.holds(key):
+            return True
+        asked = time.monotonic()
+        got = bool((yield Share("claim", self.name_of(key), seconds=self.lease_seconds)))
+        if got:
+            self._holding[key] = asked + self.lease_seconds
+        else:
+            self._holding.pop(key, None)
+        return got
+
+    def release(self, key: BudgetKey) -> Generator[Share, Any, None]:
+        """Hand the budget's lease back (when this process held it)."""
+        if self._holding.pop(key, None) is not None:
+            yield Share("release", self.name_of(key))
 
     def publish(
         self,
@@ -153,7 +189,8 @@ class SharedView:
         leased: tuple[BudgetKey, ...],
         headers: Mapping[str, str] | None,
     ) -> Generator[Share, Any, None]:
-        """Tell the others what this answer said of its budgets; hand the leases back."""
+        """Tell the others what this answer said of its budgets; hand back the leases of budgets
+        spent (nobody sends until they are regained) or no longer near their end."""
         graph_time = graph_time_of(headers) if headers is not None else None
         if graph_time is not None:
             self._offsets.append(time.time() - graph_time)
@@ -166,13 +203,19 @@ class SharedView:
             self._written[key] = (reading.percent, now)
             yield Share("write", self.name_of(key), reading=self._shared(store, key, reading, graph_time))
         for key in leased:
-            yield Share("release", self.name_of(key))
+            reading = store.reading_of(key)
+            spent = reading is not None and (reading.percent >= 100 or reading.regain_seconds > 0)
+            if key not in near_end or spent:
+                yield from self.release(key)
 
     def _worth_writing(self, key: BudgetKey, reading: UsageReading, near_end: bool, now: float) -> bool:
         """Whether the others' view of a budget would be wrong without this reading."""
-        if near_end or reading.regain_seconds > 0:
+        if reading.regain_seconds > 0:
             return True
         last_percent, last_at = self._written.get(key, (0.0, -1e9))
+        if near_end:
+            # Under this process's lease the others read it when they take the lease over.
+            return not self.holds(key, now) or now - last_at >= LEASED_WRITE_EVERY
         if reading.percent >= SHARE_FROM_PERCENT:
             # Past three quarters: when it moved on, or at most once per refresh while it stays.
             return abs(reading.percent - last_percent) >= SHARE_STEP or now - last_at >= self.refresh

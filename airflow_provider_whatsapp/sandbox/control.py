@@ -1,19 +1,52 @@
 """The control plane: ``/_sandbox/...``, the sandbox's own endpoints for other processes.
 
 They read and steer the sandbox as :class:`~airflow_provider_whatsapp.sandbox.server.GraphSandbox`'s
-methods do; they are neither logged nor counted against any rate limit.
+methods do; they are neither logged nor counted against any rate limit. What they need of the
+sandbox is :class:`ControlledSandbox`, so this module does not import the server that imports it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from airflow_provider_whatsapp.sandbox.answers import HttpAnswer
+from airflow_provider_whatsapp.sandbox.clock import SandboxClock
 from airflow_provider_whatsapp.sandbox.faults import Fault
+from airflow_provider_whatsapp.sandbox.state import ReceivedRequest
 
-if TYPE_CHECKING:
-    from airflow_provider_whatsapp.sandbox.server import GraphSandbox
+
+class ControlledSandbox(Protocol):
+    """What the control plane reads and steers: the methods of the same names of
+    :class:`~airflow_provider_whatsapp.sandbox.server.GraphSandbox`."""
+
+    clock: SandboxClock
+
+    @property
+    def requests(self) -> Sequence[ReceivedRequest]: ...
+
+    def last_code(self, number_id: str) -> str | None: ...
+
+    def inject(self, fault: Fault, *, count: int = 1, method: str | None = None, path: str | None = None) -> None: ...
+
+    def clear_faults(self) -> None: ...
+
+    def refuse_connections(self, seconds: float) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def reset_requests(self) -> None: ...
+
+    def state_snapshot(self) -> dict[str, Any]: ...
+
+    def rate_limit_snapshot(self) -> dict[str, Any]: ...
+
+    def approve_name(self, number_id: str) -> None: ...
+
+    def decline_name(self, number_id: str) -> None: ...
+
+    def set_fields(self, number_id: str, **fields: Any) -> None: ...
+
 
 PREFIX = "/_sandbox"
 SUCCESS = {"success": True}
@@ -28,7 +61,7 @@ def _not_found_answer(message: str) -> HttpAnswer:
     return HttpAnswer.json(404, {"error": {"message": message}})
 
 
-def _verification_code_answer(sandbox: GraphSandbox, number_id: str) -> HttpAnswer:
+def _verification_code_answer(sandbox: ControlledSandbox, number_id: str) -> HttpAnswer:
     try:
         code = sandbox.last_code(number_id)
     except KeyError:
@@ -38,19 +71,19 @@ def _verification_code_answer(sandbox: GraphSandbox, number_id: str) -> HttpAnsw
     return HttpAnswer.json(200, {"code": code})
 
 
-def _answer_after_injecting(sandbox: GraphSandbox, body: dict[str, Any]) -> HttpAnswer:
+def _answer_after_injecting(sandbox: ControlledSandbox, body: dict[str, Any]) -> HttpAnswer:
     fault = Fault.from_dict(body)
     sandbox.inject(fault, count=int(body.get("count", 1)), method=body.get("method"), path=body.get("path"))
     return HttpAnswer.json(200, SUCCESS)
 
 
-def _answer_after_advancing(sandbox: GraphSandbox, body: dict[str, Any]) -> HttpAnswer:
+def _answer_after_advancing(sandbox: ControlledSandbox, body: dict[str, Any]) -> HttpAnswer:
     sandbox.clock.advance(float(body["seconds"]))
     return HttpAnswer.json(200, {"success": True, "offset": sandbox.clock.offset})
 
 
 def _answer_after_number_action(
-    sandbox: GraphSandbox, number_id: str, action: str, body: dict[str, Any]
+    sandbox: ControlledSandbox, number_id: str, action: str, body: dict[str, Any]
 ) -> HttpAnswer | None:
     actions: dict[str, Callable[[], None]] = {
         "approve_name": lambda: sandbox.approve_name(number_id),
@@ -72,7 +105,9 @@ def _answer_after(action: Callable[[], None]) -> HttpAnswer:
     return HttpAnswer.json(200, SUCCESS)
 
 
-def _answer_or_none(sandbox: GraphSandbox, method: str, parts: list[str], body: dict[str, Any]) -> HttpAnswer | None:
+def _answer_or_none(
+    sandbox: ControlledSandbox, method: str, parts: list[str], body: dict[str, Any]
+) -> HttpAnswer | None:
     if method == "GET" and parts == ["state"]:
         return HttpAnswer.json(200, sandbox.state_snapshot())
     if method == "GET" and parts == ["requests"]:
@@ -98,7 +133,7 @@ def _answer_or_none(sandbox: GraphSandbox, method: str, parts: list[str], body: 
     return None
 
 
-def control_answer(sandbox: GraphSandbox, method: str, path: str, body: dict[str, Any]) -> HttpAnswer:
+def control_answer(sandbox: ControlledSandbox, method: str, path: str, body: dict[str, Any]) -> HttpAnswer:
     """Serve one control request.
 
     :param sandbox: the sandbox to read or steer.

@@ -84,3 +84,19 @@ def test_redis_down_is_the_process_view_with_a_warning_then_back(
     backend._down_until = 0.0  # the retry delay passed
     backend.write("whatsapp_budget.t3.waba", reading)
     assert backend.read("whatsapp_budget.t3.waba") == reading
+
+
+def test_the_holder_claiming_again_renews_its_lease(redis_server: object) -> None:
+    url = redis_server.url  # type: ignore[attr-defined]
+    holder, other = RedisBudgets(url, holder="process-a"), RedisBudgets(url, holder="process-b")
+    name = "whatsapp_budget.t4.waba"
+    assert holder.claim(name, 0.5)
+    assert holder.claim(name, 30.0), "claimed again by its holder"
+    ttl = holder.client.pttl(f"{name}.lease")
+    assert 25_000 < ttl <= 30_000, ttl
+    assert not other.claim(name, 30.0)
+    # A lease another holds is never renewed for it by a claim.
+    holder.release(name)
+    assert other.claim(name, 0.5)
+    assert not holder.claim(name, 30.0)
+    assert other.client.pttl(f"{name}.lease") <= 500

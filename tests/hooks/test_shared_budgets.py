@@ -300,3 +300,55 @@ def test_a_throttle_without_a_header_is_shared_as_spent(variables: Variables) ->
 def test_nothing_shared_means_every_process_alone() -> None:
     backend = ProcessBudgets()
     assert backend.read("x") is None and backend.claim("x", 1.0)
+
+
+class CountingVariables(Variables):
+    """Variables that count what the processes ask of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def get(self, key: str, default: Any, /) -> Any:
+        self.asked += 1
+        return super().get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.asked += 1
+        super().set(key, value)
+
+
+def test_near_the_end_a_process_holds_the_lease_for_its_calls_not_per_call() -> None:
+    variables = CountingVariables()
+    first = Process("worker-1:11", variables)
+    first.view.refresh = 60.0
+    key = (CONN, WABA)
+    first.call([answer(80)])
+    asked_before = variables.asked
+    # Ten calls near the end, in the lease's time: the lease is asked for once, readings are
+    # written at most every two seconds, nothing is read (nobody else sends under this lease).
+    for percent in range(85, 95):
+        assert first.call([answer(percent)]) == {"data": []}
+    assert first.view.holds(key)
+    assert variables.asked - asked_before <= 3 + 2 + 1, variables.asked - asked_before
+    # Another process near the end waits for it: the lease is held.
+    second = Process("worker-2:22", variables)
+    assert not second.backend.claim(second.view.name_of(key), 5.0)
+    # Spent: the lease is handed back, so whoever calls first after the regain time takes it.
+    first.call([answer(100, regain_minutes=1)])
+    assert not first.view.holds(key)
+    assert second.backend.claim(second.view.name_of(key), 5.0)
+
+
+def test_a_held_lease_is_renewed_before_it_runs_out(variables: Variables) -> None:
+    first = Process("worker-1:11", variables)
+    first.view.lease_seconds = 1.0
+    first.call([answer(90)])
+    first.call([answer(91)])
+    key = (CONN, WABA)
+    name = first.view.name_of(key)
+    assert first.view.holds(key) is False, "less than the renewal margin left: asked again next call"
+    lease = json.loads(variables.values[f"{name}.lease"])
+    first.call([answer(92)])
+    renewed = json.loads(variables.values[f"{name}.lease"])
+    assert renewed["holder"] == "worker-1:11" and renewed["until"] > lease["until"]
