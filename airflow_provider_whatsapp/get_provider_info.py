@@ -108,14 +108,14 @@ def get_provider_info() -> dict[str, Any]:
                     "budget_store": {
                         "description": (
                             "Where every task process, worker and triggerer shares what it learns of Graph's "
-                            "rate-limit budgets, for connections whose budget_store extra is unset: airflow "
-                            "(Airflow Variables), redis://host:port/db (the redis extra), or process (nothing "
-                            "shared)."
+                            "rate-limit budgets, for connections whose budget_store extra is unset: process "
+                            "(nothing shared, the default), airflow (Airflow Variables) or redis://host:port/db "
+                            "(the redis extra)."
                         ),
                         "version_added": "0.3.0",
                         "type": "string",
                         "example": "redis://redis:6379/2",
-                        "default": "airflow",
+                        "default": "process",
                     },
                 },
             }

@@ -16,13 +16,14 @@ def settings_from_connection(conn: Any) -> tuple[GraphSettings, GraphRetryPolicy
     """Settings and retry policy of an Airflow connection; its secrets are registered with the masker.
 
     The budget store is the connection's ``budget_store`` extra, else the deployment's
-    ``[whatsapp] budget_store`` option (``airflow`` when unset).
+    ``[whatsapp] budget_store`` option (``process`` when unset: the deployment-wide stores are
+    opt-in until proven in deployments).
     """
     from airflow.providers.common.compat.sdk import conf
 
     extra = dict(conn.extra_dejson) if conn.extra else {}
     if not extra.get("budget_store"):
-        extra["budget_store"] = conf.get("whatsapp", "budget_store", fallback="airflow") or "airflow"
+        extra["budget_store"] = conf.get("whatsapp", "budget_store", fallback="process") or "process"
     settings = GraphSettings.from_connection(conn.password, _host_of(conn.schema, conn.host), extra)
     # Airflow masks the password already; the app secret and the proof derived from the token
     # are ours to register with the masker.

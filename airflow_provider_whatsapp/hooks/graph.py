@@ -65,7 +65,7 @@ class GraphSettings:
     app_secret: str | None = None
     waba_id: str | None = None
     timeout: float = DEFAULT_TIMEOUT
-    budget_store: str = "airflow"
+    budget_store: str = "process"
 
     def __repr__(self) -> str:
         # Secrets stay out of every repr, traceback and log line (a Redis URL may hold a password).
@@ -91,7 +91,7 @@ class GraphSettings:
         if extra.get("waba_id") not in (None, ""):
             waba_id = validation.graph_id("waba_id", extra["waba_id"])
         app_secret = extra.get("app_secret") or None
-        store = validation.budget_store(extra["budget_store"]) if extra.get("budget_store") else "airflow"
+        store = validation.budget_store(extra["budget_store"]) if extra.get("budget_store") else "process"
         return cls(
             token=str(password).strip(),
             host=checked_host,
