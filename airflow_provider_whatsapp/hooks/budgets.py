@@ -161,13 +161,37 @@ class _Guarded:
             error,
         )
 
-    def _parsed(self, raw: Any) -> SharedReading | None:
+    def read(self, name: str) -> SharedReading | None:
+        """The latest reading shared of a budget; ``None`` when there is none, it cannot be used,
+        or the store cannot be reached."""
+        if self.down:
+            return None
+        try:
+            raw = self._get(name)
+        except Exception as error:  # each store's own connection and timeout errors
+            self._unreachable("read", error)
+            return None
         if raw is None:
             return None
         reading = parse_reading(raw, time.time())
         if reading is None:
             self.ignored["unreadable, from the future or too old"] += 1
         return reading
+
+    def write(self, name: str, reading: SharedReading) -> None:
+        """Share a budget's reading (nothing, when the store cannot be reached)."""
+        if self.down:
+            return
+        try:
+            self._set(name, reading.to_json())
+        except Exception as error:
+            self._unreachable("written", error)
+
+    def _get(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def _set(self, name: str, text: str) -> None:
+        raise NotImplementedError
 
 
 class ProcessBudgets(_Guarded):
@@ -226,23 +250,11 @@ class VariableBudgets(_Guarded):
         self.sleep = sleep
         self.holder = holder
 
-    def read(self, name: str) -> SharedReading | None:
-        if self.down:
-            return None
-        try:
-            raw = self.variables.get(name, None)
-        except Exception as error:  # the Task SDK's and the metadata database's own errors
-            self._unreachable("read", error)
-            return None
-        return self._parsed(raw)
+    def _get(self, name: str) -> Any:
+        return self.variables.get(name, None)
 
-    def write(self, name: str, reading: SharedReading) -> None:
-        if self.down:
-            return
-        try:
-            self.variables.set(name, reading.to_json())
-        except Exception as error:
-            self._unreachable("written", error)
+    def _set(self, name: str, text: str) -> None:
+        self.variables.set(name, text)
 
     def claim(self, name: str, seconds: float) -> bool:
         if self.down:
@@ -293,23 +305,11 @@ class RedisBudgets(_Guarded):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url=<hidden>)"
 
-    def read(self, name: str) -> SharedReading | None:
-        if self.down:
-            return None
-        try:
-            raw = self.client.get(name)
-        except Exception as error:  # redis' own connection and timeout errors
-            self._unreachable("read", error)
-            return None
-        return self._parsed(raw)
+    def _get(self, name: str) -> Any:
+        return self.client.get(name)
 
-    def write(self, name: str, reading: SharedReading) -> None:
-        if self.down:
-            return
-        try:
-            self.client.set(name, reading.to_json(), ex=int(MAX_READING_AGE))
-        except Exception as error:
-            self._unreachable("written", error)
+    def _set(self, name: str, text: str) -> None:
+        self.client.set(name, text, ex=int(MAX_READING_AGE))
 
     def claim(self, name: str, seconds: float) -> bool:
         if self.down:

@@ -181,57 +181,27 @@ def test_a_lease_has_one_holder_when_two_claim_it_at_once(variables: Variables) 
     assert a.claim(name, 30.0) is True
 
 
+def entry(**changed: Any) -> str:
+    """A shared entry that is sound but for what ``changed`` says."""
+    return json.dumps(
+        {"percent": 90, "regain_at": 0, "observed_at": time.time(), "clock": "writer", "per_call": 1, "writer": "x"}
+        | changed
+    )
+
+
 @pytest.mark.parametrize(
     "raw",
     [
         "not json",
         "[1, 2]",
         json.dumps({"percent": "a lot"}),
-        json.dumps(
-            {"percent": 90, "regain_at": 0, "observed_at": time.time(), "clock": "moon", "per_call": 1, "writer": "x"}
-        ),
-        json.dumps(
-            {
-                "percent": 1e9,
-                "regain_at": 0,
-                "observed_at": time.time(),
-                "clock": "writer",
-                "per_call": 1,
-                "writer": "x",
-            }
-        ),
-        json.dumps(
-            {
-                "percent": 90,
-                "regain_at": 0,
-                # Written when the module is collected: a day ahead stays in the future however
-                # long the session runs before this test.
-                "observed_at": time.time() + FUTURE_TOLERANCE + 86400,
-                "clock": "writer",
-                "per_call": 1,
-                "writer": "x",
-            }
-        ),
-        json.dumps(
-            {
-                "percent": 90,
-                "regain_at": 0,
-                "observed_at": time.time() - 7200,
-                "clock": "writer",
-                "per_call": 1,
-                "writer": "x",
-            }
-        ),
-        json.dumps(
-            {
-                "percent": float("nan"),
-                "regain_at": 0,
-                "observed_at": time.time(),
-                "clock": "writer",
-                "per_call": 1,
-                "writer": "x",
-            }
-        ),
+        entry(clock="moon"),
+        entry(percent=1e9),
+        # Written when the module is collected: a day ahead stays in the future however long the
+        # session runs before this test.
+        entry(observed_at=time.time() + FUTURE_TOLERANCE + 86400),
+        entry(observed_at=time.time() - 7200),
+        entry(percent=float("nan")),
     ],
     ids=["not-json", "not-object", "bad-type", "bad-clock", "absurd", "future", "too-old", "nan"],
 )
