@@ -155,12 +155,33 @@ def test_the_poller_stops_when_its_last_trigger_is_cancelled(
         assert len(WabaStatusPoller._pollers) == 1
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=30)
         reads = len(sandbox.requests)
         await asyncio.sleep(3 * INTERVAL)
         return len(sandbox.requests) - reads
 
     assert asyncio.run(scenario()) == 0
+    assert WabaStatusPoller._pollers == {}
+
+
+def test_a_trigger_cancelled_as_its_node_arrives_stops(whatsapp_connection: Any, hook: WhatsAppBusinessHook) -> None:
+    # The triggerer cancels a trigger (its task cleared, the trigger moved to another triggerer)
+    # at any moment, the moment the poller hands it a node included: asyncio.wait_for on Python
+    # 3.11 returned the node then and swallowed the cancellation, and the trigger waited on.
+    sandbox = whatsapp_connection
+    [(number_id, waba)] = make_numbers(hook, sandbox, [sandbox.default_waba_id], 1).items()
+
+    async def scenario() -> str:
+        task = asyncio.create_task(first_event(trigger_for(number_id, waba)))
+        await wait_until(lambda: sum(poller.subscribers for poller in WabaStatusPoller._pollers.values()) == 1)
+        [poller] = WabaStatusPoller._pollers.values()
+        [subscription] = poller._subscriptions
+        subscription.updates.put_nowait({"id": number_id, "status": "PENDING"})
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=10)
+        return ("cancelled" if task.cancelled() else "ended") if done else "still waiting"
+
+    assert asyncio.run(scenario()) == "cancelled"
     assert WabaStatusPoller._pollers == {}
 
 

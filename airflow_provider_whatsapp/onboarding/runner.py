@@ -185,10 +185,12 @@ class OnboardingRunner:
         work = asyncio.ensure_future(asyncio.gather(*(lane(indexes) for indexes in lanes.values())))
         progress = asyncio.ensure_future(self._report_progress(len(started)))
         try:
-            await asyncio.wait_for(asyncio.shield(work), timeout=self._time_left())
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+            # arrives as its inner future finishes, and a trigger the triggerer cancels must stop
+            # (with its work, which awaiting it here cancels too).
+            async with asyncio.timeout(self._time_left()):
+                await work
         except TimeoutError:
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
             for index in started:
                 if not results[index]:
                     results[index] = {"interrupted": INTERRUPTED}

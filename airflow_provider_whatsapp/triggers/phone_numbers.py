@@ -100,7 +100,9 @@ class PhoneNumberStatusTrigger(BaseTrigger):
                 if poller is not None:
                     # The WABA's poller hands over this number's node after each shared read.
                     try:
-                        node = await asyncio.wait_for(subscription.updates.get(), timeout=self._time_left())
+                        # Not wait_for, which on Python 3.11 can swallow the triggerer's cancel.
+                        async with asyncio.timeout(None if self.deadline is None else self._time_left()):
+                            node = await subscription.updates.get()
                     except TimeoutError:
                         yield self._timeout_event(node)
                         return

@@ -116,7 +116,9 @@ class WabaStatusPoller:
             if delay > 0:
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    # Not wait_for, which on Python 3.11 can swallow a cancellation.
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                     continue  # a new subscriber may want a shorter interval: recompute
                 except TimeoutError:
                     pass
