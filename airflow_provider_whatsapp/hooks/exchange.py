@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+import tenacity
+
 from airflow_provider_whatsapp.exceptions import (
     APP_THROTTLE_CODE,
     GraphAPIError,
@@ -29,6 +31,7 @@ from airflow_provider_whatsapp.hooks.graph import (
     GraphRetryPolicy,
     parse_response,
 )
+from airflow_provider_whatsapp.hooks.retrying import graph_retrying, next_wait
 from airflow_provider_whatsapp.hooks.shared_view import Share, SharedView
 from airflow_provider_whatsapp.hooks.usage import (
     USAGE_STORE,
@@ -225,53 +228,51 @@ class GraphExchange:
     def steps(self) -> ExchangeSteps:
         """The call's steps: yields actions, is sent what happened, returns Graph's JSON object."""
         uncertain = False
-        waited = 0.0
-        attempt = 0
+        # Made at the first failure: most calls succeed at once, and pay nothing for retries.
+        retrying: tenacity.Retrying | None = None
+        state: tenacity.RetryCallState | None = None
         while True:
-            attempt += 1
-            if uncertain and self.reconciles:
-                found = yield Reconcile()
-                if isinstance(found, dict):
-                    self.log.info("Graph call %s had been applied before the failure; not sent again", self._label)
-                    return found
-            budgets, leased = yield from self._admitted(restartable=not uncertain)
-            if self.observer is not None:
-                self.observer.sent(self.usage_store.waba_of(self.connection, self.scope))
-            settled = False
             try:
-                reply = yield Send(self.request)
-                usage = self._usage_of(reply)
-                self.usage_store.settle(budgets, self.connection, self.scope, usage)
-                settled = True
-            finally:
-                if not settled:
-                    # The driver gave up on the call (cancelled, or the transport raised); a
-                    # lease it held runs out by itself.
-                    self.usage_store.settle(budgets, self.connection, self.scope, None)
-            if self.observer is not None and usage is not None:
-                self._observe_usage(budgets)
-            if self.shared is not None:
-                headers = reply.headers if isinstance(reply, RawResponse) else None
-                yield from self.shared.publish(self.usage_store, budgets, leased, headers)
-            try:
-                return self._outcome(reply, usage)
+                return (yield from self._attempt(uncertain))
             except GraphAPIError as error:
                 if uncertain and self.accept_after_uncertain is not None and self.accept_after_uncertain(error):
                     self.log.info("Graph call %s had been applied before the failure", self._label)
                     return {"success": True}
                 if self.request.method != "GET" and may_have_been_applied(error):
                     uncertain = True
-                wait = self._retry_wait(error, attempt, waited)
-                if wait is None:
-                    raise
-                waited += wait
-                throttled = isinstance(error, GraphThrottledError)
-                if self.observer is not None:
-                    waba = self.usage_store.waba_of(self.connection, self.scope)
-                    if throttled:
-                        self.observer.refused(waba, error.code)
-                    self.observer.waited(waba, wait, "throttle" if throttled else "backoff")
-                yield Sleep(wait, for_budget=throttled and not uncertain)
+                if retrying is None or state is None:
+                    retrying = graph_retrying(self.policy, before_retry=self._before_retry, give_up=self._give_up)
+                    state = tenacity.RetryCallState(retrying, None, (), {})
+                wait = next_wait(retrying, state, error)  # raises ``error`` when it is not retried
+                yield Sleep(wait, for_budget=isinstance(error, GraphThrottledError) and not uncertain)
+
+    def _attempt(self, uncertain: bool) -> ExchangeSteps:
+        """One attempt: looked up first if an earlier one may have been applied, admitted, sent, read."""
+        if uncertain and self.reconciles:
+            found = yield Reconcile()
+            if isinstance(found, dict):
+                self.log.info("Graph call %s had been applied before the failure; not sent again", self._label)
+                return found
+        budgets, leased = yield from self._admitted(restartable=not uncertain)
+        if self.observer is not None:
+            self.observer.sent(self.usage_store.waba_of(self.connection, self.scope))
+        settled = False
+        try:
+            reply = yield Send(self.request)
+            usage = self._usage_of(reply)
+            self.usage_store.settle(budgets, self.connection, self.scope, usage)
+            settled = True
+        finally:
+            if not settled:
+                # The driver gave up on the call (cancelled, or the transport raised); a
+                # lease it held runs out by itself.
+                self.usage_store.settle(budgets, self.connection, self.scope, None)
+        if self.observer is not None and usage is not None:
+            self._observe_usage(budgets)
+        if self.shared is not None:
+            headers = reply.headers if isinstance(reply, RawResponse) else None
+            yield from self.shared.publish(self.usage_store, budgets, leased, headers)
+        return self._outcome(reply, usage)
 
     def _admitted(
         self, restartable: bool
@@ -366,21 +367,7 @@ class GraphExchange:
         elif error.code == APP_THROTTLE_CODE and (usage is None or usage.app is None):
             self.usage_store.record_exhausted(self.connection, None, regain, self.clock())
 
-    def _retry_wait(self, error: GraphAPIError, attempt: int, waited: float) -> float | None:
-        """Seconds to wait before trying again, or ``None`` to give up and raise ``error``."""
-        policy = self.policy
-        if attempt >= policy.max_attempts or not policy.should_retry(error):
-            return None
-        wait = policy.wait_for(error, attempt)
-        if waited + wait > policy.max_total_wait:
-            self.log.warning(
-                "Graph call %s failed (%s); waiting %.2fs more would pass max_total_wait (%.0fs): giving up",
-                self._label,
-                type(error).__name__,
-                wait,
-                policy.max_total_wait,
-            )
-            return None
+    def _before_retry(self, error: GraphAPIError, wait: float, attempt: int) -> None:
         self.log.warning(
             "Graph call %s failed (%s, code=%s, subcode=%s); retrying in %.2fs (attempt %d of %d)",
             self._label,
@@ -389,6 +376,20 @@ class GraphExchange:
             error.error_subcode,
             wait,
             attempt + 1,
-            policy.max_attempts,
+            self.policy.max_attempts,
         )
-        return wait
+        if self.observer is not None:
+            waba = self.usage_store.waba_of(self.connection, self.scope)
+            throttled = isinstance(error, GraphThrottledError)
+            if throttled:
+                self.observer.refused(waba, error.code)
+            self.observer.waited(waba, wait, "throttle" if throttled else "backoff")
+
+    def _give_up(self, error: GraphAPIError, wait: float) -> None:
+        self.log.warning(
+            "Graph call %s failed (%s); waiting %.2fs more would pass max_total_wait (%.0fs): giving up",
+            self._label,
+            type(error).__name__,
+            wait,
+            self.policy.max_total_wait,
+        )
