@@ -44,7 +44,7 @@ EXTERNAL_PACKAGES = (
     "airflow|pendulum|sqlalchemy|requests|httpx|jinja2|pytest|_pytest|urllib3"
     "|typing|typing_extensions|collections|abc|datetime|types|pathlib|threading|socketserver|http|socket"
     "|ssl|enum|dataclasses|re|json|asyncio|concurrent|contextlib|argparse|subprocess|os|io|queue|random"
-    "|logging|email|urllib|functools|decimal|aiohttp|asgiref|redis|weakref|statistics|hashlib|uuid"
+    "|logging|email|urllib|functools|decimal|aiohttp|asgiref|redis|tenacity|weakref|statistics|hashlib|uuid"
 )
 BUILTINS = (
     "None|NoneType|bool|int|float|str|bytes|dict|list|tuple|set|frozenset|object|type|Ellipsis"

@@ -2,8 +2,8 @@
 
 The exchange core (:mod:`~airflow_provider_whatsapp.hooks.exchange`) does no I/O, so it cannot
 hand tenacity a function to call: it drives tenacity's decision engine instead. After each failed
-attempt it records the error on a :class:`tenacity.RetryCallState` and asks
-:meth:`tenacity.Retrying.iter`, which answers with a :class:`tenacity.DoSleep` (the exchange
+attempt it records the error on a ``tenacity.RetryCallState`` and asks
+``tenacity.Retrying.iter``, which answers with a ``tenacity.DoSleep`` (the exchange
 yields that wait to its driver, then attempts again) or re-raises the error (give up). What to
 retry, how long to wait and when to stop are tenacity strategies made from the
 :class:`~airflow_provider_whatsapp.hooks.graph.GraphRetryPolicy`, so both hooks, sync and async,
