@@ -271,6 +271,10 @@ INVALID_PARAMETER = 100
 #: The subcode of :data:`.INVALID_PARAMETER` for an object that is missing (or not the token's).
 OBJECT_MISSING = 33
 
+#: Graph's answer to a register of a number that must be verified again: request a code, verify it,
+#: then register (the onboarding conversation does, once).
+NEEDS_VERIFYING_AGAIN = 133006
+
 #: Graph's code for the app-wide platform limit (``X-App-Usage``).
 APP_THROTTLE_CODE = 4
 
