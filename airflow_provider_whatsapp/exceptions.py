@@ -101,6 +101,8 @@ class GraphAPIError(WhatsAppProviderError):
             parts.append(f"user message: {self.error_user_title or ''} {self.error_user_msg or ''}".strip())
         if self.details:
             parts.append(f"details: {self.details}")
+        if self.way_forward:
+            parts.append(f"way forward: {self.way_forward}")
         if self.excerpt is not None:
             parts.append(f"body: {self.excerpt!r}")
         return " | ".join(part for part in parts if part)
@@ -120,7 +122,13 @@ class GraphAPIError(WhatsAppProviderError):
             "http_status": self.http_status,
             "details": self.details,
             "retry_after": self.retry_after,
+            "way_forward": self.way_forward,
         }
+
+    @property
+    def way_forward(self) -> str | None:
+        """What gets a number past this error, for the onboarding errors Meta documents (:data:`WAY_FORWARD`)."""
+        return way_forward_for(self.code, self.error_subcode)
 
 
 class BudgetWaitRequired(WhatsAppProviderError):
@@ -232,11 +240,40 @@ def error_class_for(
     return GraphPermanentError
 
 
+#: What gets a number past each onboarding error Meta documents, by error code or subcode (the
+#: 2388... numbers come as subcodes). Said in the error's text and its ``to_dict()``, so a report,
+#: a task log or the requests table tells a person what to do next, not only what went wrong.
+WAY_FORWARD: Mapping[int, str] = {
+    133005: "the PIN is not the number's two-step PIN: register with the PIN set on the number "
+    "(or reset it in WhatsApp Manager)",
+    133006: "the number must be verified again: request a code, verify it, then register",
+    133009: "the two-step PIN was tried too fast: wait a few minutes before registering again",
+    133010: "the number is not registered: register it first",
+    131031: "the business account is locked: it must be unlocked in Meta Business Manager; retrying does not help",
+    136025: "the verification code failed: request a new code and verify that one",
+    2388012: "the number already exists: adopt it (it is listed on its WABA) instead of creating it",
+    2388091: "a code cannot be requested for this number outside a migration",
+    2388093: "a code cannot be requested for this number outside a migration",
+    2388103: "the number cannot be migrated: check its current WABA and that it may leave it",
+    200000: "the number cannot be added to this WABA: check the WABA's limit of numbers and "
+    "that the number is eligible",
+}
+
+
+def way_forward_for(code: int | None, subcode: int | None) -> str | None:
+    """The way past an error with this code and subcode (the subcode's first), or ``None``."""
+    return WAY_FORWARD.get(subcode or -1) or WAY_FORWARD.get(code or -1)
+
+
 #: Graph's "invalid parameter": how it answers a create of a number already on the WABA, and a
 #: wrong or expired verification code; with subcode :data:`.OBJECT_MISSING` the object is missing.
 INVALID_PARAMETER = 100
 #: The subcode of :data:`.INVALID_PARAMETER` for an object that is missing (or not the token's).
 OBJECT_MISSING = 33
+
+#: Graph's answer to a register of a number that must be verified again: request a code, verify it,
+#: then register (the onboarding conversation does, once).
+NEEDS_VERIFYING_AGAIN = 133006
 
 #: Graph's code for the app-wide platform limit (``X-App-Usage``).
 APP_THROTTLE_CODE = 4

@@ -33,7 +33,7 @@ VERSIONS = (
     "apache-airflow-providers-http",
     "airflow-provider-whatsapp",
     "requests",
-    "httpx",
+    "aiohttp",
     "tenacity",
 )
 BUSIEST = 8

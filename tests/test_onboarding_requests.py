@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_whatsapp.exceptions import InvalidInputError
+from airflow_provider_whatsapp.exceptions import GraphPermanentError, InvalidInputError
 from airflow_provider_whatsapp.onboarding.plan import NOT_CREATED, NOT_REGISTERED, ONBOARDED, UNKNOWN
 from airflow_provider_whatsapp.onboarding.requests_table import (
     input_rule,
@@ -180,3 +180,18 @@ def test_a_run_takes_the_oldest_rows_in_turns_across_wabas() -> None:
     taken = [record[0] for record in connection.execute(sql, parameters).fetchall()]
     # Each WABA's oldest first, then each one's second...; the rest wait for the next run.
     assert taken == ["a0", "b0", "a1", "b1"]
+
+
+def test_a_failed_row_says_the_way_forward_graph_errors_have() -> None:
+    # Parsed from a real answer's shape, so the row holds what the error's to_dict() carried.
+    from airflow_provider_whatsapp.exceptions import WAY_FORWARD
+    from airflow_provider_whatsapp.hooks.graph import parse_response
+
+    body = b'{"error": {"message": "Cannot add", "code": 200000, "fbtrace_id": "AbC"}}'
+    try:
+        parse_response(400, {}, body)
+    except GraphPermanentError as raised:
+        recorded = raised.to_dict()
+    values = outcome(row(), {**entry(NOT_CREATED, error=recorded), "result": {}}, max_attempts=5)
+    assert values is not None and values["status"] == "failed" and values["error_code"] == 200000
+    assert values["error_message"] == f"Cannot add (way forward: {WAY_FORWARD[200000]})"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_whatsapp.hooks import calls
 from airflow_provider_whatsapp.hooks.whatsapp_async import WhatsAppBusinessAsyncHook
 from airflow_provider_whatsapp.onboarding.runner import OnboardingRunner
 
@@ -65,3 +66,67 @@ def test_the_deadline_stops_the_run_and_reports_what_it_interrupted(whatsapp_con
     interrupted = [entry for entry in report["numbers"] if "interrupted" in entry["result"]]
     assert interrupted, report["counts"]
     assert all(entry["retry"] for entry in interrupted)
+
+
+# Graph asks for the new verification long after the first; the sandbox's cooldown between two
+# code requests would refuse the second at once.
+@pytest.mark.whatsapp_sandbox(code_request_cooldown=0.0)
+@pytest.mark.parametrize("with_codes", [True, False], ids=["code source", "a person enters the code"])
+def test_a_number_graph_wants_verified_again_goes_back_to_the_code_step(
+    whatsapp_connection: Any, with_codes: bool
+) -> None:
+    # 133006 at register: the way forward is a new code, verified, then register again; once.
+    from airflow_provider_whatsapp.sandbox import Fault
+    from airflow_provider_whatsapp.sandbox.client import verification_code_for
+
+    sandbox = whatsapp_connection
+    sandbox.inject(Fault.graph_error(133006, message="Phone number needs to be verified again"), path=r"/register$")
+
+    async def run() -> dict[str, Any]:
+        async with WhatsAppBusinessAsyncHook() as hook:
+            runner = OnboardingRunner(hook, pin="123456", code_source=verification_code_for if with_codes else None)
+            row = {"cc": "1", "phone_number": "5550140001", "verified_name": "Acme Again"}
+            if not with_codes:
+                # A person entered the first code: the number starts at register.
+                node = await hook.converse(
+                    calls.create_or_find_phone_number(sandbox.default_waba_id, "1", "5550140001", "Acme Again")
+                )
+                number_id = str(node[0]["id"])
+                sandbox.set_fields(number_id, code_verification_status="VERIFIED")
+            return await asyncio.wait_for(runner.run([row]), timeout=60)
+
+    report = asyncio.run(run())
+    [entry] = report["numbers"]
+    requests_for = lambda step: len(sandbox.requests_to("POST", rf"/{step}$"))  # noqa: E731
+    assert entry["result"].get("verified_again") is True, entry
+    assert "error" not in entry["result"], entry
+    if with_codes:
+        assert entry["outcome"] == "onboarded", entry
+        # The code step twice (created in this run, then again after the 133006), register twice.
+        assert (requests_for("request_code"), requests_for("verify_code"), requests_for("register")) == (2, 2, 2)
+    else:
+        # Back at the code step, waiting for a person's code: not failed, its code requested.
+        assert entry["outcome"] != "onboarded" and entry["result"]["code_requested"] is True, entry
+        assert (requests_for("request_code"), requests_for("register")) == (1, 1)
+
+
+@pytest.mark.whatsapp_sandbox(code_request_cooldown=0.0)
+def test_a_second_133006_is_the_numbers_error_with_its_way_forward(whatsapp_connection: Any) -> None:
+    from airflow_provider_whatsapp.exceptions import WAY_FORWARD
+    from airflow_provider_whatsapp.sandbox import Fault
+    from airflow_provider_whatsapp.sandbox.client import verification_code_for
+
+    sandbox = whatsapp_connection
+    sandbox.inject(Fault.graph_error(133006, message="Verify again"), count=2, path=r"/register$")
+
+    async def run() -> dict[str, Any]:
+        async with WhatsAppBusinessAsyncHook() as hook:
+            runner = OnboardingRunner(hook, pin="123456", code_source=verification_code_for)
+            row = {"cc": "1", "phone_number": "5550140002", "verified_name": "Acme Twice"}
+            return await asyncio.wait_for(runner.run([row]), timeout=60)
+
+    [entry] = asyncio.run(run())["numbers"]
+    result = entry["result"]
+    assert result["failed_step"] == "register" and result["error"]["code"] == 133006, entry
+    assert result["error"]["way_forward"] == WAY_FORWARD[133006]
+    assert len(sandbox.requests_to("POST", r"/register$")) == 2

@@ -127,7 +127,8 @@ class SharedView:
         """Read what the others shared of the budgets due, and merge it into the store.
 
         A budget near its end (see :meth:`leases_needed`) is read before every call; any other at
-        most once per ``refresh`` seconds.
+        most once per ``refresh`` seconds; none whose lease this process holds, since under it no
+        other process sends on that budget.
         """
         now = time.monotonic()
         near_end = set(self.leases_needed(store, budgets))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping
 from typing import Any, NamedTuple
 
-from airflow_provider_whatsapp.exceptions import GraphAPIError, InvalidInputError
+from airflow_provider_whatsapp.exceptions import NEEDS_VERIFYING_AGAIN, GraphAPIError, InvalidInputError
 from airflow_provider_whatsapp.hooks import calls
 from airflow_provider_whatsapp.hooks.calls import GraphCall
 from airflow_provider_whatsapp.onboarding.plan import CREATE, REGISTER, REQUEST_CODE, VERIFY
@@ -68,10 +68,11 @@ def onboard_number(
     Onboard one planned number from the step it starts at; return what was done.
 
     The result has ``phone_number_id`` once known; ``registered_id`` when it was registered;
-    ``code_requested`` when a code was requested; ``failed_step`` and ``error`` (plain values)
-    when a step failed, for a Graph error or an input rule; ``waiting_for_code`` when a code is
-    out already and a person is to enter it. A number waiting for a person's code ends after the
-    request with no error.
+    ``code_requested`` when a code was requested; ``verified_again`` when register asked for the
+    number to be verified again (133006) and the code step was taken once more; ``failed_step``
+    and ``error`` (plain values) when a step failed, for a Graph error or an input rule;
+    ``waiting_for_code`` when a code is out already and a person is to enter it. A number waiting
+    for a person's code ends after the request with no error.
 
     :param number: an entry of the plan: ``start`` (``create_phone_number``, ``request_code``,
         ``register``), ``waba_id``, ``cc``, ``phone_number``, ``verified_name``, and as the input
@@ -94,52 +95,62 @@ def onboard_number(
     if phone_number_id:
         result["phone_number_id"] = phone_number_id
     current = str(step)
-    try:
-        if step == CREATE:
-            node, _ = yield from calls.create_or_find_phone_number(
-                waba_id,
-                cc,
-                national,
-                verified_name=number.get("verified_name") or None,
-                migrate_phone_number=bool(number.get("migrate_phone_number") or False),
-                preverified_id=preverified_id,
-            )
-            phone_number_id = result["phone_number_id"] = str(node["id"])
-            step = REGISTER if preverified_id else REQUEST_CODE
-        if step == REQUEST_CODE:
-            if number.get("code_requested") and not codes:
-                result.update(waiting_for_code=True, note="waiting for a person to enter its code")
-                return result
-            current = REQUEST_CODE
-            yield from calls.request_verification_code(phone_number_id)
-            result["code_requested"] = True
-            if not codes:
-                return result
-            current = VERIFY
-            code = yield NeedCode(
-                CodeRequest(
-                    phone_number_id=str(phone_number_id),
-                    waba_id=waba_id,
-                    cc=str(cc),
-                    phone_number=str(national),
-                    graph_host=graph_host,
+    # Graph may answer a register with "verify the number again" (133006): the way forward is the
+    # code step, once, then register again; the second time it is the number's error.
+    verify_again = False
+    while True:
+        try:
+            if step == CREATE:
+                node, _ = yield from calls.create_or_find_phone_number(
+                    waba_id,
+                    cc,
+                    national,
+                    verified_name=number.get("verified_name") or None,
+                    migrate_phone_number=bool(number.get("migrate_phone_number") or False),
+                    preverified_id=preverified_id,
                 )
-            )
-            if code is None:
-                result["note"] = "the code source had no code for it"
-                return result
-            yield from calls.verify_code(phone_number_id, code)
-            step = REGISTER
-        if step == REGISTER:
-            current = REGISTER
-            # The plan read Graph just before: a number it found unregistered needs no second read.
-            yield from calls.register_phone_number(
-                phone_number_id,
-                pin,
-                data_localization_region,
-                check_first=False,
-            )
-            result["registered_id"] = phone_number_id
-    except (GraphAPIError, InvalidInputError) as error:
-        result.update(failed_step=current, error=error_details(error))
-    return result
+                phone_number_id = result["phone_number_id"] = str(node["id"])
+                step = REGISTER if preverified_id else REQUEST_CODE
+            if step == REQUEST_CODE:
+                if number.get("code_requested") and not codes and not verify_again:
+                    result.update(waiting_for_code=True, note="waiting for a person to enter its code")
+                    return result
+                current = REQUEST_CODE
+                yield from calls.request_verification_code(phone_number_id)
+                result["code_requested"] = True
+                if not codes:
+                    return result
+                current = VERIFY
+                code = yield NeedCode(
+                    CodeRequest(
+                        phone_number_id=str(phone_number_id),
+                        waba_id=waba_id,
+                        cc=str(cc),
+                        phone_number=str(national),
+                        graph_host=graph_host,
+                    )
+                )
+                if code is None:
+                    result["note"] = "the code source had no code for it"
+                    return result
+                yield from calls.verify_code(phone_number_id, code)
+                step = REGISTER
+            if step == REGISTER:
+                current = REGISTER
+                # The plan read Graph just before: a number it found unregistered needs no second read.
+                yield from calls.register_phone_number(
+                    phone_number_id,
+                    pin,
+                    data_localization_region,
+                    check_first=False,
+                )
+                result["registered_id"] = phone_number_id
+        except GraphAPIError as error:
+            if current == REGISTER and error.code == NEEDS_VERIFYING_AGAIN and not verify_again:
+                verify_again, step = True, REQUEST_CODE
+                result["verified_again"] = True
+                continue
+            result.update(failed_step=current, error=error_details(error))
+        except InvalidInputError as error:
+            result.update(failed_step=current, error=error_details(error))
+        return result

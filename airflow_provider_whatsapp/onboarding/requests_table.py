@@ -184,12 +184,16 @@ def _values(
     message: str | None = None,
 ) -> dict[str, Any]:
     error = error or {}
+    message = message or error.get("message")
+    if message and error.get("way_forward"):
+        # The person who reads the table next needs what to do, not only what went wrong.
+        message = f"{message} (way forward: {error['way_forward']})"
     return {
         "status": status,
         "phone_number_id": str(phone_number_id) if phone_number_id else None,
         "error_code": error.get("code"),
         "error_subcode": error.get("error_subcode"),
-        "error_message": message or error.get("message"),
+        "error_message": message,
         "attempts": attempts,
     }
 

@@ -155,3 +155,36 @@ def test_the_docs_table_lists_exactly_the_codes_of_the_table() -> None:
     for name in ("GraphThrottledError", "GraphTransientError", "GraphBlockedError"):
         in_code = {code for code, error_class in ERROR_CLASS_BY_CODE.items() if error_class.__name__ == name}
         assert documented[name] == in_code, name
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [({"code": 133006}, 133006), ({"code": 136024, "error_subcode": 2388091}, 2388091), ({"code": 200000}, 200000)],
+    ids=["by code", "by subcode", "cannot add"],
+)
+def test_an_onboarding_error_says_its_way_forward(error: dict[str, Any], code: int) -> None:
+    from airflow_provider_whatsapp.exceptions import WAY_FORWARD
+
+    raised = answer(error)
+    assert raised.way_forward == WAY_FORWARD[code]
+    assert f"way forward: {WAY_FORWARD[code]}" in str(raised)
+    assert raised.to_dict()["way_forward"] == WAY_FORWARD[code]
+
+
+def test_an_error_without_a_documented_way_forward_says_none() -> None:
+    raised = answer({"code": 100, "error_subcode": 33})
+    assert raised.way_forward is None and "way forward" not in str(raised)
+    assert raised.to_dict()["way_forward"] is None
+
+
+def test_the_docs_table_of_ways_forward_is_the_table() -> None:
+    import re
+    from pathlib import Path
+
+    from airflow_provider_whatsapp.exceptions import WAY_FORWARD
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "rate_limits.rst").read_text()
+    # From the section's heading to the next one's underline.
+    section = page.split("Onboarding errors and the way forward\n", 1)[1].split("\n---", 1)[0]
+    documented = {int(code): text for code, text in re.findall(r"\* - (\d+)\n\s+- ([^\n]+)", section)}
+    assert documented == dict(WAY_FORWARD)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import tenacity
 
 from airflow_provider_whatsapp.exceptions import GraphPermanentError, GraphThrottledError, GraphTransientError
@@ -41,12 +42,9 @@ def test_graphs_regain_time_is_waited_and_told_before_the_wait() -> None:
 def test_the_error_itself_is_raised_not_tenacitys_retry_error() -> None:
     retrying, state, told = engine(GraphRetryPolicy(max_attempts=2))
     permanent = GraphPermanentError("no such number", code=100)
-    try:
+    with pytest.raises(GraphPermanentError) as raised:
         next_wait(retrying, state, permanent)
-    except GraphPermanentError as error:
-        assert error is permanent
-    else:
-        raise AssertionError("a permanent error was retried")
+    assert raised.value is permanent
     assert told.retries == []
 
 
@@ -54,12 +52,9 @@ def test_stops_after_max_attempts_with_the_last_error() -> None:
     retrying, state, told = engine(GraphRetryPolicy(max_attempts=2, backoff_initial=1.0, backoff_max=1.0))
     first, last = GraphTransientError("busy", code=2), GraphTransientError("still busy", code=2)
     assert 0.5 <= next_wait(retrying, state, first) <= 1.0
-    try:
+    with pytest.raises(GraphTransientError) as raised:
         next_wait(retrying, state, last)
-    except GraphTransientError as error:
-        assert error is last
-    else:
-        raise AssertionError("retried past max_attempts")
+    assert raised.value is last
     assert len(told.retries) == 1 and told.gave_up == []
 
 
@@ -67,10 +62,7 @@ def test_stops_before_the_waits_would_pass_max_total_wait() -> None:
     retrying, state, told = engine(GraphRetryPolicy(max_attempts=10, max_total_wait=100.0))
     assert next_wait(retrying, state, throttled(60.0)) == 60.0
     error = throttled(60.0)
-    try:
+    with pytest.raises(GraphThrottledError) as raised:
         next_wait(retrying, state, error)
-    except GraphThrottledError as raised:
-        assert raised is error
-    else:
-        raise AssertionError("waited past max_total_wait")
+    assert raised.value is error
     assert told.gave_up == [("GraphThrottledError", 60.0)]
