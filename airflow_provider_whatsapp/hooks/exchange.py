@@ -229,7 +229,6 @@ class GraphExchange:
         """The call's steps: yields actions, is sent what happened, returns Graph's JSON object."""
         uncertain = False
         # Made at the first failure: most calls succeed at once, and pay nothing for retries.
-        retrying: tenacity.Retrying | None = None
         state: tenacity.RetryCallState | None = None
         while True:
             try:
@@ -240,10 +239,10 @@ class GraphExchange:
                     return {"success": True}
                 if self.request.method != "GET" and may_have_been_applied(error):
                     uncertain = True
-                if retrying is None or state is None:
+                if state is None:
                     retrying = graph_retrying(self.policy, before_retry=self._before_retry, give_up=self._give_up)
                     state = tenacity.RetryCallState(retrying, None, (), {})
-                wait = next_wait(retrying, state, error)  # raises ``error`` when it is not retried
+                wait = next_wait(state, error)  # raises ``error`` when it is not retried
                 yield Sleep(wait, for_budget=isinstance(error, GraphThrottledError) and not uncertain)
 
     def _attempt(self, uncertain: bool) -> ExchangeSteps:

@@ -71,10 +71,13 @@ def graph_retrying(policy: GraphRetryPolicy, *, before_retry: BeforeRetry, give_
     return retrying
 
 
-def next_wait(retrying: tenacity.Retrying, state: tenacity.RetryCallState, error: GraphAPIError) -> float:
-    """Record ``error`` as the outcome of the state's attempt; the wait before the next, or raise it."""
+def next_wait(state: tenacity.RetryCallState, error: GraphAPIError) -> float:
+    """Record ``error`` as the outcome of the state's attempt; the wait before the next, or raise it.
+
+    The state's ``retry_object`` (a :func:`graph_retrying` engine) decides.
+    """
     state.set_exception((type(error), error, error.__traceback__))
-    action = retrying.iter(state)
+    action = state.retry_object.iter(state)
     # After a failure tenacity re-raises (not retried, or stopped) or says how long to sleep.
     assert isinstance(action, tenacity.DoSleep), action
     state.prepare_for_next_attempt()

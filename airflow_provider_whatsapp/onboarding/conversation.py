@@ -145,12 +145,11 @@ def onboard_number(
                     check_first=False,
                 )
                 result["registered_id"] = phone_number_id
-        except GraphAPIError as error:
-            if current == REGISTER and error.code == NEEDS_VERIFYING_AGAIN and not verify_again:
+        except (GraphAPIError, InvalidInputError) as error:
+            again = isinstance(error, GraphAPIError) and error.code == NEEDS_VERIFYING_AGAIN
+            if current == REGISTER and again and not verify_again:
                 verify_again, step = True, REQUEST_CODE
                 result["verified_again"] = True
                 continue
-            result.update(failed_step=current, error=error_details(error))
-        except InvalidInputError as error:
             result.update(failed_step=current, error=error_details(error))
         return result
