@@ -8,7 +8,11 @@ or a WABA's under that app):
 - the latest **reading**: percent used, when access is regained (in Graph's clock when its answer
   had a ``Date``, else the writer's, and which one), when and by whom it was seen;
 - a short **lease**: near the end of a budget, the one process allowed to send its next call, so
-  that many processes starting at once never all send into the last few calls Graph allows.
+  that many processes starting at once never all send into the last few calls Graph allows;
+- the **waiting**: calls that waited for the budget to be regained (a task deferred to the
+  triggerer, say), each under its waiter's name and until when it holds its place. The others
+  leave that much of the regained budget to them: a task that comes back from the triggerer a
+  moment after the reset would otherwise find the budget spent again by a process that never left.
 
 Backends: :class:`VariableBudgets` (the default: Airflow Variables, which every task and trigger
 reaches on every supported Airflow, through the Task SDK on Airflow 3), :class:`RedisBudgets`
@@ -43,6 +47,8 @@ FUTURE_TOLERANCE = 30.0
 MAX_READING_AGE = 3600.0
 # Warnings about an unreachable store are repeated at most this often.
 WARN_EVERY = 60.0
+#: A waiter holds at most this many calls of a budget (more is a broken entry).
+MAX_WAITING_CALLS = 100
 #: A store that failed is not asked again for this long (each call goes on from its process's view).
 RETRY_AFTER = 10.0
 
@@ -100,13 +106,13 @@ def parse_reading(raw: Any, now: float) -> SharedReading | None:
     return SharedReading(percent, regain_at, observed_at, clock, per_call, writer, graph_offset)
 
 
-def budget_name(host: str, conn_id: str, waba_id: str | None) -> str:
-    """The store's name of a budget: the connection's (host and ID) hashed, and the WABA, or ``app``.
+def budget_name(host: str, app: str, waba_id: str | None) -> str:
+    """The store's name of a budget: the app's (host and token fingerprint) hashed, and the WABA, or ``app``.
 
-    Two connections with the same token and different hosts are different apps' budgets; the
-    hash keeps the connection's details out of the Variable's key.
+    Two connections with the same token and different hosts are different apps' budgets, and two
+    with one token on one host the same; the hash keeps the host out of the Variable's key.
     """
-    connection = hashlib.sha256(f"{host}\n{conn_id}".encode()).hexdigest()[:16]
+    connection = hashlib.sha256(f"{host}\n{app}".encode()).hexdigest()[:16]
     return f"{VARIABLE_PREFIX}.{connection}.{waba_id or 'app'}"
 
 
@@ -125,6 +131,16 @@ class SharedBudgets(Protocol):
         ...
 
     def release(self, name: str) -> None: ...
+
+    def waiting(self, name: str) -> dict[str, int]:
+        """The calls waiting for the budget, by waiter (the places that have not run out)."""
+        ...
+
+    def reserve(self, name: str, waiter: str, calls: int, seconds: float) -> None:
+        """Hold ``calls`` of the budget for ``waiter`` for ``seconds`` (replacing its earlier place)."""
+        ...
+
+    def unreserve(self, name: str, waiter: str) -> None: ...
 
 
 class _Guarded:
@@ -187,6 +203,61 @@ class _Guarded:
         except Exception as error:
             self._unreachable("written", error)
 
+    def waiting(self, name: str) -> dict[str, int]:
+        if self.down:
+            return {}
+        try:
+            places = self._places(name, time.time())
+        except Exception as error:
+            self._unreachable("read", error)
+            return {}
+        return {waiter: calls for waiter, (calls, _) in places.items()}
+
+    def reserve(self, name: str, waiter: str, calls: int, seconds: float) -> None:
+        self._change_places(name, waiter, (calls, time.time() + seconds))
+
+    def unreserve(self, name: str, waiter: str) -> None:
+        self._change_places(name, waiter, None)
+
+    def _change_places(self, name: str, waiter: str, place: tuple[int, float] | None) -> None:
+        # Read, changed, written back: two waiters writing at once may lose one's place, which
+        # leaves it as it would be with no waiting list (best effort, never a wrong wait).
+        if self.down:
+            return
+        try:
+            places = self._places(name, time.time())
+            if place is None and waiter not in places:
+                return
+            if place is None:
+                places.pop(waiter)
+            else:
+                places[waiter] = place
+            self._set(f"{name}.waiting", json.dumps({key: list(value) for key, value in places.items()}))
+        except Exception as error:
+            self._unreachable("written", error)
+
+    def _places(self, name: str, now: float) -> dict[str, tuple[int, float]]:
+        raw = self._get(f"{name}.waiting")
+        if raw is None:
+            return {}
+        places: dict[str, tuple[int, float]] = {}
+        try:
+            data = json.loads(raw)
+            entries = data.items() if isinstance(data, Mapping) else ()
+        except (TypeError, ValueError, RecursionError):
+            entries = ()
+            self.ignored["unreadable waiting list"] += 1
+        for waiter, value in entries:
+            try:
+                calls, until = int(value[0]), float(value[1])
+            except (TypeError, ValueError, IndexError, KeyError):
+                self.ignored["unreadable waiting list"] += 1
+                continue
+            # A place past its time, or held further ahead than any wait may last, holds nothing.
+            if 0 < calls <= MAX_WAITING_CALLS and now < until <= now + MAX_READING_AGE:
+                places[str(waiter)] = (calls, until)
+        return places
+
     def _get(self, name: str) -> Any:
         raise NotImplementedError
 
@@ -209,6 +280,15 @@ class ProcessBudgets(_Guarded):
         return True
 
     def release(self, name: str) -> None:
+        return None
+
+    def waiting(self, name: str) -> dict[str, int]:
+        return {}
+
+    def reserve(self, name: str, waiter: str, calls: int, seconds: float) -> None:
+        return None
+
+    def unreserve(self, name: str, waiter: str) -> None:
         return None
 
 

@@ -85,6 +85,8 @@ def graph_exchange(
     user_agent: str | None = None,
     shared: SharedView | None = None,
     observer: CallObserver | None = None,
+    waiter: str | None = None,
+    holds_place: bool = False,
 ) -> GraphExchange:
     """The exchange of one call of a conversation, as both hooks build it."""
     request = build_request(
@@ -103,4 +105,6 @@ def graph_exchange(
         numbers_of=graph_call.numbers_of,
         shared=shared,
         observer=observer,
+        waiter=waiter,
+        holds_place=holds_place,
     )

@@ -47,6 +47,8 @@ from airflow_provider_whatsapp.hooks.usage import (
 # after this long, then twice as long each time, up to the maximum.
 ADMISSION_POLL_FIRST = 0.005
 ADMISSION_POLL_MAX = 0.25
+# A call held back this long for its budget takes a place among the budget's waiters.
+WAITER_FROM = 2.0
 
 # The steps and the response are tuples, not dataclasses: several are built on every call, and a
 # frozen dataclass's ``__init__`` costs several times as much.
@@ -57,11 +59,14 @@ class Sleep(NamedTuple):
 
     ``for_budget``: the wait is for a spent or nearly spent budget, with nothing sent that may
     have been applied: a driver may end the call here and make it again later instead (an
-    operator defers to the triggerer rather than hold its worker slot).
+    operator defers to the triggerer rather than hold its worker slot, for a long wait or once
+    many short ones, ``held``, add up).
     """
 
     seconds: float
     for_budget: bool = False
+    #: How long the call has been held back for its budgets already, before this wait.
+    held: float = 0.0
 
 
 class Send(NamedTuple):
@@ -138,12 +143,18 @@ class GraphExchange:
     :param observer: told of every call sent, refused and held back, and of the usage read.
     :param usage_store: the process's usage store.
     :param clock: monotonic clock, in seconds.
+    :param waiter: the name under which a call held back for a spent budget takes its place among
+        the budget's waiters (see :mod:`~airflow_provider_whatsapp.hooks.shared_view`); the same
+        across a task's deferral. ``None``: no place is taken (the triggerer's calls never leave).
+    :param holds_place: the waiter took a place before (a task back from its deferral): it is given
+        up once this call goes out.
     """
 
     __slots__ = (
         "accept_after_uncertain",
         "clock",
         "connection",
+        "holds_place",
         "log",
         "numbers_of",
         "observer",
@@ -153,6 +164,7 @@ class GraphExchange:
         "scope",
         "shared",
         "usage_store",
+        "waiter",
     )
 
     def __init__(
@@ -170,6 +182,8 @@ class GraphExchange:
         observer: CallObserver | None = None,
         usage_store: UsageStore = USAGE_STORE,
         clock: Callable[[], float] = time.monotonic,
+        waiter: str | None = None,
+        holds_place: bool = False,
     ) -> None:
         self.request = request
         self.policy = policy
@@ -183,6 +197,8 @@ class GraphExchange:
         self.observer = observer
         self.usage_store = usage_store
         self.clock = clock
+        self.waiter = waiter
+        self.holds_place = holds_place
 
     @property
     def _label(self) -> str:
@@ -286,6 +302,7 @@ class GraphExchange:
         paced_on: tuple[float, ...] | None = None
         poll = ADMISSION_POLL_FIRST
         held = 0.0
+        reserved: tuple[BudgetKey, ...] = ()
         while True:
             budgets = store.budgets_of(self.connection, self.scope)
             if shared is not None:
@@ -297,10 +314,16 @@ class GraphExchange:
                 paced_on = stamp
                 pause = self.pacing_wait()
                 if pause > 0:
+                    if shared is not None and self.waiter and restartable and not reserved and pause >= WAITER_FROM:
+                        # A place among the budget's waiters, kept if this task defers: the
+                        # regained budget is not spent again before it comes back.
+                        reserved = budgets
+                        yield from shared.reserve(budgets, self.waiter, pause)
                     yield Sleep(pause, for_budget=restartable)
                     continue
             given_up = held >= self.policy.max_throttle_wait
-            if given_up or store.has_room(budgets, self.policy.usage_threshold):
+            beyond_waiters = given_up or self._room_beyond_waiters(budgets)
+            if given_up or (beyond_waiters and store.has_room(budgets, self.policy.usage_threshold)):
                 # Counted as out at once: asking for a lease below lets the process's other calls
                 # run, and they must not take the same room.
                 store.admit(budgets)
@@ -308,13 +331,39 @@ class GraphExchange:
                     return budgets, ()
                 leased = yield from self._leases(budgets)
                 if leased is not None:
+                    if self.waiter and (reserved or self.holds_place):
+                        yield from shared.unreserve(reserved or budgets, self.waiter)
                     return budgets, leased
                 store.withdraw(budgets)
+            elif shared is not None and not beyond_waiters:
+                # What is left is the waiters': a lease this process holds would keep them out.
+                for key in budgets:
+                    yield from shared.release(key)
             # Other calls, of this process or another, are out on a budget near its end: their
             # answers tell whether there is room for this one.
-            yield Sleep(poll)
+            if shared is not None and self.waiter and restartable and not reserved and held >= WAITER_FROM:
+                reserved = budgets
+                yield from shared.reserve(budgets, self.waiter, self.policy.defer_wait_over)
+            yield Sleep(poll, for_budget=restartable, held=held)
             held += poll
             poll = min(poll * 2, ADMISSION_POLL_MAX)
+
+    def _room_beyond_waiters(self, budgets: tuple[BudgetKey, ...]) -> bool:
+        """Whether a call leaves the budgets' waiters (other calls that waited for them) their calls."""
+        if self.shared is None:
+            return True
+        for key in budgets:
+            waiting = self.shared.waiting_for(key, self.waiter)
+            if not waiting:
+                continue
+            reading = self.usage_store.reading_of(key)
+            if reading is None or reading.percent >= 100:
+                # Spent: the regain wait held this call back, and its answer tells the new window.
+                continue
+            left = self.usage_store.calls_left(key)
+            if left is not None and left - waiting < 1:
+                return False
+        return True
 
     def _leases(self, budgets: tuple[BudgetKey, ...]) -> Generator[Action, Reply, tuple[BudgetKey, ...] | None]:
         """The leases of the budgets near their end, all of them; ``None`` when another process holds one."""

@@ -103,6 +103,11 @@ class GraphSettings:
         )
 
     @functools.cached_property
+    def app_fingerprint(self) -> str:
+        """Which app's budgets the token spends, without the token: a short SHA-256 of it."""
+        return hashlib.sha256(self.token.encode()).hexdigest()[:16]
+
+    @functools.cached_property
     def appsecret_proof(self) -> str | None:
         """Hex HMAC-SHA256 of the token keyed with the app secret, as Graph requires (computed once)."""
         if not self.app_secret:

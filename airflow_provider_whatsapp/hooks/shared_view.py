@@ -9,6 +9,10 @@ for it a few times a minute, not several times a call. After a call, a reading w
 (spent; near the end, at most every two seconds; past three quarters, when it moved on; back in a
 new window) is written for the others; a spent budget's lease, or one no longer near its end, is
 handed back.
+A call that waits for a spent budget takes a place among its waiters, under a name that outlives
+the task process (an operator deferred to the triggerer comes back as another process); the
+others leave that many calls of the regained budget to the waiters until they come back or their
+place runs out.
 The exchange core yields these as :class:`Share` steps, and each hook's driver carries them out
 against the backend (:mod:`~airflow_provider_whatsapp.hooks.budgets`): no I/O here.
 
@@ -47,6 +51,11 @@ LEASED_WRITE_EVERY = 2.0
 # Graph's Date header has whole seconds, and clocks drift: a shared regain time is waited this
 # much longer.
 REGAIN_MARGIN = 1.0
+#: How long a waiter's place outlasts the wait it was taken for: time enough for a deferred task
+#: to come back from the triggerer, short enough that a waiter that never does holds little back.
+WAITING_GRACE = 20.0
+# Near a budget's end, its waiting list is read at most this often (or each ``refresh``, if shorter).
+WAITING_REFRESH = 0.5
 _OFFSET_SAMPLES = 16
 
 
@@ -55,16 +64,19 @@ class Share(NamedTuple):
     A step against the shared budgets; the driver sends back what the backend answered.
 
     :param op: ``read`` (answered with a :class:`.SharedReading` or ``None``), ``claim`` (answered
-        ``True`` when this process holds the lease), ``write`` or ``release`` (answered ``None``).
+        ``True`` when this process holds the lease), ``waiting`` (answered with the calls waiting,
+        by waiter), ``write``, ``release``, ``reserve`` or ``unreserve`` (answered ``None``).
     :param name: the budget's name (:func:`~airflow_provider_whatsapp.hooks.budgets.budget_name`).
     :param reading: what ``write`` writes.
-    :param seconds: how long a ``claim``'s lease lasts.
+    :param seconds: how long a ``claim``'s lease, or a ``reserve``'s place, lasts.
+    :param waiter: whose place ``reserve`` takes or ``unreserve`` gives up.
     """
 
     op: str
     name: str
     reading: SharedReading | None = None
     seconds: float = 0.0
+    waiter: str = ""
 
 
 def run_share(backend: SharedBudgets, share: Share) -> Any:
@@ -73,6 +85,14 @@ def run_share(backend: SharedBudgets, share: Share) -> Any:
         return backend.read(share.name)
     if share.op == "claim":
         return backend.claim(share.name, share.seconds)
+    if share.op == "waiting":
+        return backend.waiting(share.name)
+    if share.op == "reserve":
+        backend.reserve(share.name, share.waiter, 1, share.seconds)
+        return None
+    if share.op == "unreserve":
+        backend.unreserve(share.name, share.waiter)
+        return None
     if share.op == "write":
         assert share.reading is not None
         backend.write(share.name, share.reading)
@@ -114,6 +134,9 @@ class SharedView:
         # The leases this process holds: until when (monotonic).
         self._holding: dict[BudgetKey, float] = {}
         self._offsets: deque[float] = deque(maxlen=_OFFSET_SAMPLES)
+        # The calls waiting for each budget near its end, by waiter, and when that was read.
+        self._waiting: dict[BudgetKey, dict[str, int]] = {}
+        self._waiting_read_at: dict[BudgetKey, float] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.backend).__name__})"
@@ -121,7 +144,7 @@ class SharedView:
     @staticmethod
     def name_of(key: BudgetKey) -> str:
         connection, waba = (key, None) if isinstance(key, ConnectionKey) else key
-        return budget_name(connection.host, connection.conn_id, waba)
+        return budget_name(connection.host, connection.app, waba)
 
     def pull(self, store: UsageStore, budgets: tuple[BudgetKey, ...]) -> Generator[Share, Any, None]:
         """Read what the others shared of the budgets due, and merge it into the store.
@@ -133,6 +156,11 @@ class SharedView:
         now = time.monotonic()
         near_end = set(self.leases_needed(store, budgets))
         for key in budgets:
+            if key in near_end and now - self._waiting_read_at.get(key, -1e9) >= min(self.refresh, WAITING_REFRESH):
+                # Read under this process's own lease too: its waiters are the others' calls.
+                self._waiting_read_at[key] = now
+                waiting = yield Share("waiting", self.name_of(key))
+                self._waiting[key] = dict(waiting) if isinstance(waiting, Mapping) else {}
             if self.holds(key, now):
                 # Under this process's own lease nobody else sends: there is no news to read.
                 continue
@@ -147,6 +175,23 @@ class SharedView:
             if self._merged.get(key) != seen:
                 self._merged[key] = seen
                 store.merge_reading(key, self._local(shared), shared.per_call)
+
+    def waiting_for(self, key: BudgetKey, waiter: str | None) -> int:
+        """The calls other waiters hold of a budget near its end (0 when it is not near its end)."""
+        return sum(calls for name, calls in self._waiting.get(key, {}).items() if name != waiter)
+
+    def reserve(self, keys: tuple[BudgetKey, ...], waiter: str, seconds: float) -> Generator[Share, Any, None]:
+        """Take a place among the budgets' waiters for one call, for ``seconds`` and then some."""
+        for key in keys:
+            yield Share("reserve", self.name_of(key), seconds=seconds + WAITING_GRACE, waiter=waiter)
+
+    def unreserve(self, keys: tuple[BudgetKey, ...], waiter: str) -> Generator[Share, Any, None]:
+        """Give the place up: the call it was held for goes out now."""
+        for key in keys:
+            yield Share("unreserve", self.name_of(key), waiter=waiter)
+            places = self._waiting.get(key)
+            if places is not None:
+                places.pop(waiter, None)
 
     def leases_needed(self, store: UsageStore, budgets: tuple[BudgetKey, ...]) -> tuple[BudgetKey, ...]:
         """The budgets so near their end that this call must hold their lease to be sent."""
@@ -177,6 +222,11 @@ class SharedView:
         else:
             self._holding.pop(key, None)
         return got
+
+    def release_all(self) -> Generator[Share, Any, None]:
+        """Hand back every lease this process holds (its work is done: nobody waits out its lease)."""
+        for key in list(self._holding):
+            yield from self.release(key)
 
     def release(self, key: BudgetKey) -> Generator[Share, Any, None]:
         """Hand the budget's lease back (when this process held it)."""

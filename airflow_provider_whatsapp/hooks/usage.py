@@ -64,13 +64,15 @@ class UsageReport(NamedTuple):
 
 
 class ConnectionKey(NamedTuple):
-    """Which app's budgets a call spends: Graph host and Airflow connection.
+    """Which app's budgets a call spends: Graph host and the token's fingerprint.
 
-    Tuples, not dataclasses: these keys are hashed several times on every call.
+    Graph counts an app's budgets by its token, not by the Airflow connection holding it: two
+    connections with one token spend one budget, and one token on two hosts two. Tuples, not
+    dataclasses: these keys are hashed several times on every call.
     """
 
     host: str
-    conn_id: str
+    app: str
 
 
 class CallScope(NamedTuple):
@@ -319,6 +321,17 @@ class UsageStore:
     def reading_of(self, key: BudgetKey) -> UsageReading | None:
         """The latest reading of one budget (an app's or a WABA's)."""
         return self._app.get(key) if isinstance(key, ConnectionKey) else self._business.get(key)
+
+    def calls_left(self, key: BudgetKey) -> float | None:
+        """How many more calls a budget takes, by its latest reading less the calls out since
+        (``None`` without a reading)."""
+        with self._lock:
+            reading = self.reading_of(key)
+            if reading is None:
+                return None
+            flow = self._flow.get(key)
+            per_call, out = (flow.per_call, flow.unreflected) if flow is not None else (100.0, 0)
+            return (100.0 - reading.percent) / max(per_call, 0.01) - out
 
     def per_call(self, key: BudgetKey) -> float:
         """What one call costs of a budget, in percent, as far as this process can tell (an upper bound)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, TypeVar, cast
 
@@ -112,6 +113,12 @@ class WhatsAppBusinessHook(BaseHook):
         #: Set by operators: a wait for a budget longer than the policy's ``defer_wait_over``
         #: raises :class:`~airflow_provider_whatsapp.exceptions.BudgetWaitRequired` instead of sleeping.
         self.defer_budget_waits = False
+        #: The name under which this hook's calls held back for a spent budget take their place
+        #: among its waiters; an operator carries it across its deferral, so that the place is
+        #: still its own when it comes back.
+        self.budget_waiter = f"waiter-{uuid.uuid4().hex[:16]}"
+        #: Set with ``budget_waiter`` when it took a place before: the next call gives it up.
+        self.budget_waiter_holds_place = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(whatsapp_conn_id={self.whatsapp_conn_id!r})"
@@ -144,7 +151,7 @@ class WhatsAppBusinessHook(BaseHook):
     def connection_key(self) -> ConnectionKey:
         """Whose rate-limit budgets this hook's calls spend."""
         if self._connection_key is None:
-            self._connection_key = ConnectionKey(self.settings.host, self.whatsapp_conn_id)
+            self._connection_key = ConnectionKey(self.settings.host, self.settings.app_fingerprint)
         return self._connection_key
 
     def rate_limit_usage(self, waba_id: str | None = None) -> UsageReading | None:
@@ -260,12 +267,10 @@ class WhatsAppBusinessHook(BaseHook):
                 if isinstance(action, Send):
                     reply = self._transport(action.request)
                 elif isinstance(action, Sleep):
-                    if (
-                        action.for_budget
-                        and self.defer_budget_waits
-                        and action.seconds > self.retry_policy.defer_wait_over
-                    ):
-                        raise BudgetWaitRequired(action.seconds)
+                    over = self.retry_policy.defer_wait_over
+                    if action.for_budget and self.defer_budget_waits and max(action.seconds, action.held) > over:
+                        # Short waits that add up are deferred as long again as they lasted.
+                        raise BudgetWaitRequired(max(action.seconds, over))
                     self._sleep(action.seconds)
                     reply = None
                 elif isinstance(action, Share):
@@ -283,6 +288,7 @@ class WhatsAppBusinessHook(BaseHook):
             mask_secret_value(secret)
         if graph_call.note:
             self.log.info("%s", graph_call.note)
+        holds_place, self.budget_waiter_holds_place = self.budget_waiter_holds_place, False
         return graph_exchange(
             self.settings,
             graph_call,
@@ -291,6 +297,8 @@ class WhatsAppBusinessHook(BaseHook):
             log=self.log,
             shared=self.shared_view,
             observer=self.observer,
+            waiter=self.budget_waiter,
+            holds_place=holds_place,
         )
 
     @functools.cached_property
@@ -302,6 +310,16 @@ class WhatsAppBusinessHook(BaseHook):
     def shared_view(self) -> SharedView | None:
         """The deployment's shared view of the budgets this hook's calls spend (see ``budget_store``)."""
         return shared_view_for(self.settings.budget_store)
+
+    def release_budget_leases(self) -> None:
+        """Hand back the budget leases this process holds: a task whose Graph work is done does not
+        keep the others out until its leases run out."""
+        if self._settings is None:
+            return
+        view = self.shared_view
+        if view is not None:
+            for share in view.release_all():
+                run_share(view.backend, share)
 
     # ------------------------------------------------------------------ phone numbers
 

@@ -119,7 +119,8 @@ class WhatsAppBusinessAsyncHook(BaseHook):
 
     async def connection_key(self) -> ConnectionKey:
         """Whose rate-limit budgets this hook's calls spend."""
-        return ConnectionKey((await self.asettings()).host, self.whatsapp_conn_id)
+        settings = await self.asettings()
+        return ConnectionKey(settings.host, settings.app_fingerprint)
 
     async def __aenter__(self) -> WhatsAppBusinessAsyncHook:
         return self

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 
 ERROR_XCOM_KEY = "whatsapp_error"
+#: The shortest budget wait an operator defers for, in seconds.
+MIN_BUDGET_DEFERRAL = 15.0
 
 
 def error_details(error: WhatsAppProviderError) -> dict[str, Any]:
@@ -55,17 +57,27 @@ class WhatsAppBaseOperator(WhatsAppHookMixin, BaseOperator):
         except BudgetWaitRequired as wait:
             from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
 
-            self.log.info("Deferring for %.0fs: %s; the call is made once it is regained", wait.seconds, wait)
+            # Never shorter than the floor: a trigger that fires before the scheduler has seen the
+            # deferring attempt exit fails the task (https://github.com/apache/airflow/issues/72716).
+            seconds = max(wait.seconds, MIN_BUDGET_DEFERRAL)
+            self.log.info("Deferring for %.0fs: %s; the call is made once it is regained", seconds, wait)
             self.defer(
-                trigger=TimeDeltaTrigger(timedelta(seconds=wait.seconds)), method_name="resume_after_budget_wait"
+                trigger=TimeDeltaTrigger(timedelta(seconds=seconds)),
+                method_name="resume_after_budget_wait",
+                # Its place among the budget's waiters is its own again when it comes back.
+                kwargs={"budget_waiter": self.hook.budget_waiter},
             )
         except WhatsAppProviderError as error:
             # Kept beside the failed task so that a report task downstream can say why.
             context["ti"].xcom_push(key=ERROR_XCOM_KEY, value=error_details(error))
             raise
+        finally:
+            self.hook.release_budget_leases()
 
-    def resume_after_budget_wait(self, context: Context, event: Any = None) -> Any:
+    def resume_after_budget_wait(self, context: Context, event: Any = None, budget_waiter: str | None = None) -> Any:
         """Resume after a budget wait in the triggerer: do the work again (nothing was sent twice)."""
+        if budget_waiter:
+            self.hook.budget_waiter, self.hook.budget_waiter_holds_place = budget_waiter, True
         return self.execute(context)
 
     def execute_graph(self, context: Context) -> Any:

@@ -61,14 +61,16 @@ class Variables:
 class Process:
     """One task process: its own store and its own view of the shared budgets."""
 
-    def __init__(self, name: str, variables: Variables) -> None:
+    def __init__(self, name: str, variables: Variables, waiter: str | None = None, holds_place: bool = False) -> None:
         self.store = UsageStore()
         self.backend = VariableBudgets(variables, settle=0.0, holder=name)
         self.view = SharedView(self.backend, refresh=0.0)
         self.sleeps: list[float] = []
+        self.waiter = waiter
+        self.holds_place = holds_place
 
-    def call(self, answers: list[RawResponse]) -> Any:
-        exchange = GraphExchange(
+    def exchange(self) -> GraphExchange:
+        return GraphExchange(
             build_request(SETTINGS, "GET", f"{WABA}/phone_numbers"),
             policy=POLICY,
             connection=CONN,
@@ -76,8 +78,13 @@ class Process:
             log=LOG,
             shared=self.view,
             usage_store=self.store,
+            waiter=self.waiter,
+            holds_place=self.holds_place,
         )
-        steps = exchange.steps()
+
+    def call(self, answers: list[RawResponse], defer_over: float | None = None) -> Any:
+        """Drive one call to its end; ``defer_over``: stop at a budget wait longer (as an operator defers)."""
+        steps = self.exchange().steps()
         reply: Any = None
         try:
             for _ in range(100):
@@ -85,6 +92,8 @@ class Process:
                 if isinstance(action, Share):
                     reply = run_share(self.backend, action)
                 elif isinstance(action, Sleep):
+                    if defer_over is not None and action.for_budget and action.seconds > defer_over:
+                        return "deferred"
                     self.sleeps.append(action.seconds)
                     reply = None
                 else:
@@ -219,6 +228,59 @@ def test_an_entry_regaining_far_in_the_future_never_waits_past_max_throttle_wait
     variables.values[process.view.name_of((CONN, WABA))] = far.to_json()
     process.call([answer(5)])
     assert process.sleeps and max(process.sleeps) <= POLICY.max_throttle_wait
+
+
+def test_a_task_that_deferred_for_the_budget_finds_its_call_left_for_it(variables: Variables) -> None:
+    triggerer = Process("triggerer:7", variables)
+    for percent in (84, 87, 90):
+        # Rising by whole calls: it learns what one call costs.
+        triggerer.call([answer(percent)])
+    triggerer.call([answer(100, regain_minutes=1)])
+    # A task meets the spent budget: it takes a place among the waiters and defers.
+    task = Process("worker-1:11", variables, waiter="task-a")
+    assert task.call([], defer_over=30.0) == "deferred"
+    name = task.view.name_of((CONN, WABA))
+    assert task.backend.waiting(name) == {"task-a": 1}
+    # The budget is regained; the triggerer, which never left, spends it up to the last call...
+    for percent in (3, 90, 93):
+        assert triggerer.call([answer(percent)]) == {"data": []}
+    steps, reply = triggerer.exchange().steps(), None
+    for _ in range(20):
+        action = steps.send(reply)
+        assert not isinstance(action, Send), "the triggerer took the call the waiting task was owed"
+        reply = run_share(triggerer.backend, action) if isinstance(action, Share) else None
+    # ...and the task, back as another process under the same waiter's name, gets it.
+    back = Process("worker-2:22", variables, waiter="task-a", holds_place=True)
+    assert back.call([answer(100, regain_minutes=1)]) == {"data": []}
+    # Held back only by the slow-down near the end, not by its own place.
+    assert all(seconds <= POLICY.slowdown_wait for seconds in back.sleeps), back.sleeps
+    assert back.backend.waiting(name) == {}, "its place is given up once its call goes out"
+
+
+def test_a_waiter_that_never_comes_back_holds_the_budget_only_for_a_while(variables: Variables) -> None:
+    backend = VariableBudgets(variables, settle=0.0, holder="worker-1:11")
+    backend.reserve("whatsapp_budget.x.waba", "task-a", 1, 0.05)
+    assert backend.waiting("whatsapp_budget.x.waba") == {"task-a": 1}
+    time.sleep(0.1)
+    assert backend.waiting("whatsapp_budget.x.waba") == {}
+
+
+@pytest.mark.parametrize(
+    "raw", ["{", "[]", '{"task-a": "x"}', '{"task-a": [1000, 1e18]}', '{"task-a": [1, 1]}', '{"task-a": []}']
+)
+def test_a_bad_waiting_list_is_ignored(variables: Variables, raw: str) -> None:
+    variables.values["whatsapp_budget.x.waba.waiting"] = raw
+    backend = VariableBudgets(variables, settle=0.0)
+    assert backend.waiting("whatsapp_budget.x.waba") == {}
+    backend.reserve("whatsapp_budget.x.waba", "task-b", 1, 60.0)
+    assert backend.waiting("whatsapp_budget.x.waba") == {"task-b": 1}
+
+
+def test_two_connections_with_one_token_spend_one_budget() -> None:
+    one, other = GraphSettings(token="EAAunit-one-4f1a"), GraphSettings(token="EAAunit-two-7c2e")
+    assert one.app_fingerprint == GraphSettings(token="EAAunit-one-4f1a").app_fingerprint
+    assert one.app_fingerprint != other.app_fingerprint
+    assert "EAAunit" not in one.app_fingerprint and len(one.app_fingerprint) == 16
 
 
 def test_two_hosts_with_one_token_are_two_budgets() -> None:
