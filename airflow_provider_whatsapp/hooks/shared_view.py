@@ -177,7 +177,8 @@ class SharedView:
                 store.merge_reading(key, self._local(shared), shared.per_call)
 
     def waiting_for(self, key: BudgetKey, waiter: str | None) -> int:
-        """The calls other waiters hold of a budget near its end (0 when it is not near its end)."""
+        """The calls other waiters hold of a budget, as last read (read only near its end, so a
+        count may be stale away from it, where the calls left outnumber it)."""
         return sum(calls for name, calls in self._waiting.get(key, {}).items() if name != waiter)
 
     def reserve(self, keys: tuple[BudgetKey, ...], waiter: str, seconds: float) -> Generator[Share, Any, None]:
