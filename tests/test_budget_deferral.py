@@ -1,7 +1,6 @@
 """An operator whose budget is spent defers to the triggerer, holding no worker slot, and keeps
 its place among the budget's waiters across the deferral (the sandbox over HTTP, the operator's
-own ``execute``; the deployment test of it is in commit b6c07df, out of the run until it holds
-under load)."""
+own ``execute``; what the whole deployment does is tests/e2e/test_deployment_budgets.py)."""
 
 from __future__ import annotations
 

@@ -14,12 +14,12 @@ or a WABA's under that app):
   leave that much of the regained budget to them: a task that comes back from the triggerer a
   moment after the reset would otherwise find the budget spent again by a process that never left.
 
-Backends: :class:`VariableBudgets` (the default: Airflow Variables, which every task and trigger
-reaches on every supported Airflow, through the Task SDK on Airflow 3), :class:`RedisBudgets`
-(optional, for large Celery deployments, with atomic leases) and :class:`ProcessBudgets`
-(nothing shared: the process's own store only). A backend that cannot be reached degrades to the
-process's own view with a warning, never a failed call. No Airflow context here beyond the
-Variable accessor the default backend is given.
+Backends: :class:`VariableBudgets` (Airflow Variables, which every task and trigger reaches on
+every supported Airflow, through the Task SDK on Airflow 3), :class:`RedisBudgets` (for large
+Celery deployments, with atomic leases) and :class:`ProcessBudgets` (nothing shared: the
+process's own store only, and the default until the shared ones are proven in deployments). A
+backend that cannot be reached degrades to the process's own view with a warning, never a failed
+call. No Airflow context here beyond the Variable accessor the Variables backend is given.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ MAX_READING_AGE = 3600.0
 WARN_EVERY = 60.0
 #: A waiter holds at most this many calls of a budget (more is a broken entry).
 MAX_WAITING_CALLS = 100
+# Clocks of a deployment's machines may differ this much: a lease renewed closer to its end may
+# have looked free to another process.
+CLOCK_MARGIN = 0.5
 #: A store that failed is not asked again for this long (each call goes on from its process's view).
 RETRY_AFTER = 10.0
 
@@ -133,7 +136,7 @@ class SharedBudgets(Protocol):
     def release(self, name: str) -> None: ...
 
     def waiting(self, name: str) -> dict[str, int]:
-        """The calls waiting for the budget, by waiter (the places that have not run out)."""
+        """The calls waiting for the budget, by waiter (places not run out), first come first."""
         ...
 
     def reserve(self, name: str, waiter: str, calls: int, seconds: float) -> None:
@@ -211,36 +214,43 @@ class _Guarded:
         except Exception as error:
             self._unreachable("read", error)
             return {}
-        return {waiter: calls for waiter, (calls, _) in places.items()}
+        # In the order the places were taken: the first waiter is served first.
+        queue = sorted(places.items(), key=lambda item: (item[1][2], item[0]))
+        return {waiter: calls for waiter, (calls, _, _) in queue}
 
     def reserve(self, name: str, waiter: str, calls: int, seconds: float) -> None:
-        self._change_places(name, waiter, (calls, time.time() + seconds))
+        self._change_places(name, waiter, (calls, seconds))
 
     def unreserve(self, name: str, waiter: str) -> None:
         self._change_places(name, waiter, None)
 
     def _change_places(self, name: str, waiter: str, place: tuple[int, float] | None) -> None:
-        # Read, changed, written back: two waiters writing at once may lose one's place, which
-        # leaves it as it would be with no waiting list (best effort, never a wrong wait).
+        # Read, changed, written back: two waiters writing at once may lose one's place (best
+        # effort: as with no waiting list, never a wrong wait).
         if self.down:
             return
         try:
-            places = self._places(name, time.time())
+            now = time.time()
+            places = self._places(name, now)
             if place is None and waiter not in places:
                 return
             if place is None:
                 places.pop(waiter)
             else:
-                places[waiter] = place
+                calls, seconds = place
+                # A waiter that takes its place again keeps its turn.
+                since = places[waiter][2] if waiter in places else now
+                places[waiter] = (calls, now + seconds, since)
             self._set(f"{name}.waiting", json.dumps({key: list(value) for key, value in places.items()}))
         except Exception as error:
             self._unreachable("written", error)
 
-    def _places(self, name: str, now: float) -> dict[str, tuple[int, float]]:
+    def _places(self, name: str, now: float) -> dict[str, tuple[int, float, float]]:
+        """The places that have not run out: calls, until when, and since when (the turn)."""
         raw = self._get(f"{name}.waiting")
         if raw is None:
             return {}
-        places: dict[str, tuple[int, float]] = {}
+        places: dict[str, tuple[int, float, float]] = {}
         try:
             data = json.loads(raw)
             entries = data.items() if isinstance(data, Mapping) else ()
@@ -250,12 +260,13 @@ class _Guarded:
         for waiter, value in entries:
             try:
                 calls, until = int(value[0]), float(value[1])
+                since = float(value[2]) if len(value) > 2 else until
             except (TypeError, ValueError, IndexError, KeyError):
                 self.ignored["unreadable waiting list"] += 1
                 continue
             # A place past its time, or held further ahead than any wait may last, holds nothing.
-            if 0 < calls <= MAX_WAITING_CALLS and now < until <= now + MAX_READING_AGE:
-                places[str(waiter)] = (calls, until)
+            if 0 < calls <= MAX_WAITING_CALLS and now < until <= now + MAX_READING_AGE and math.isfinite(since):
+                places[str(waiter)] = (calls, until, since)
         return places
 
     def _get(self, name: str) -> Any:
@@ -270,25 +281,16 @@ class ProcessBudgets(_Guarded):
 
     description = "budgets (none)"
 
-    def read(self, name: str) -> SharedReading | None:
+    def _get(self, name: str) -> Any:
         return None
 
-    def write(self, name: str, reading: SharedReading) -> None:
+    def _set(self, name: str, text: str) -> None:
         return None
 
     def claim(self, name: str, seconds: float) -> bool:
         return True
 
     def release(self, name: str) -> None:
-        return None
-
-    def waiting(self, name: str) -> dict[str, int]:
-        return {}
-
-    def reserve(self, name: str, waiter: str, calls: int, seconds: float) -> None:
-        return None
-
-    def unreserve(self, name: str, waiter: str) -> None:
         return None
 
 
@@ -304,13 +306,16 @@ class VariableBudgets(_Guarded):
     """
     Budgets in Airflow Variables: reachable from every task and trigger, on every supported Airflow.
 
-    Variables have no compare-and-set, so a lease is taken by writing it, waiting ``settle``
-    seconds for a rival's write to land, and reading it back: the one whose name is read back
-    holds it. A rival that wrote in that time is read back instead, so at most one holder comes
-    out of writes that overlap; writes further apart see each other's lease.
+    Variables have no compare-and-set, so a lease is taken as in Fischer's mutual exclusion: read
+    free, written within ``slowest_write`` seconds of the read (a slower claim gives up; what it
+    wrote runs out by itself), read back ``settle`` seconds later: a rival that read it free
+    before this write landed wrote its own before this read back, so two overlapping claims never
+    both read their own name. A holder renews its lease while it is held: nobody reads it free.
 
     :param variables: Airflow's ``Variable`` (or anything with its ``get`` and ``set``).
-    :param settle: seconds between writing a lease and reading it back.
+    :param slowest_write: seconds a claim's read and write may take together; a slower claim fails.
+    :param settle: seconds between writing a lease and reading it back (longer than
+        ``slowest_write``; by default a quarter longer).
     :param sleep: waits ``settle`` (tests pass their own).
     :param holder: who this process is, as leases name their holder.
     """
@@ -320,13 +325,17 @@ class VariableBudgets(_Guarded):
     def __init__(
         self,
         variables: VariableAccess,
-        settle: float = 0.05,
+        slowest_write: float = 1.0,
+        settle: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         holder: str = PROCESS_ID,
     ) -> None:
         super().__init__()
         self.variables = variables
-        self.settle = settle
+        self.slowest_write = slowest_write
+        self.settle = slowest_write * 1.25 if settle is None else settle
+        if self.settle <= slowest_write:
+            raise ValueError(f"settle ({self.settle}) must be longer than slowest_write ({slowest_write})")
         self.sleep = sleep
         self.holder = holder
 
@@ -341,12 +350,19 @@ class VariableBudgets(_Guarded):
             return True
         lease = f"{name}.lease"
         try:
-            held = _lease_holder(self.variables.get(lease, None), time.time())
-            if held not in (None, self.holder):
+            asked = time.monotonic()
+            holder, until = _lease_of(self.variables.get(lease, None), time.time())
+            if holder not in (None, self.holder):
                 return False
             self.variables.set(lease, json.dumps({"holder": self.holder, "until": time.time() + seconds}))
+            if holder == self.holder:
+                # Renewed: held all along, as long as the write landed before the lease ran out.
+                return time.time() < until - CLOCK_MARGIN
+            if time.monotonic() - asked > self.slowest_write:
+                # A rival may have read it free, and written, after the read back below.
+                return False
             self.sleep(self.settle)
-            return _lease_holder(self.variables.get(lease, None), time.time()) == self.holder
+            return _lease_of(self.variables.get(lease, None), time.time())[0] == self.holder
         except Exception as error:
             self._unreachable("asked for a lease", error)
             return True
@@ -356,7 +372,7 @@ class VariableBudgets(_Guarded):
             return
         lease = f"{name}.lease"
         try:
-            if _lease_holder(self.variables.get(lease, None), time.time()) == self.holder:
+            if _lease_of(self.variables.get(lease, None), time.time())[0] == self.holder:
                 self.variables.set(lease, json.dumps({"holder": self.holder, "until": 0}))
         except Exception as error:
             self._unreachable("handed a lease back", error)
@@ -423,11 +439,12 @@ return 0
 """
 
 
-def _lease_holder(raw: Any, now: float) -> str | None:
+def _lease_of(raw: Any, now: float) -> tuple[str | None, float]:
+    """A stored lease's holder and until when, while it has not run out; ``(None, 0)`` otherwise."""
     try:
         data = json.loads(raw) if isinstance(raw, (str, bytes)) else None
-        if isinstance(data, Mapping) and float(data["until"]) > now:
-            return str(data["holder"])
+        if isinstance(data, Mapping) and (until := float(data["until"])) > now:
+            return str(data["holder"]), until
     except (KeyError, TypeError, ValueError, RecursionError):
         pass
-    return None
+    return None, 0.0

@@ -301,7 +301,7 @@ class GraphExchange:
         store, shared = self.usage_store, self.shared
         paced_on: tuple[float, ...] | None = None
         poll = ADMISSION_POLL_FIRST
-        held = 0.0
+        held, slept, since = 0.0, 0.0, self.clock()
         reserved: tuple[BudgetKey, ...] = ()
         while True:
             budgets = store.budgets_of(self.connection, self.scope)
@@ -314,11 +314,8 @@ class GraphExchange:
                 paced_on = stamp
                 pause = self.pacing_wait()
                 if pause > 0:
-                    if shared is not None and self.waiter and restartable and not reserved and pause >= WAITER_FROM:
-                        # A place among the budget's waiters, kept if this task defers: the
-                        # regained budget is not spent again before it comes back.
-                        reserved = budgets
-                        yield from shared.reserve(budgets, self.waiter, pause)
+                    if restartable and not reserved and pause >= WAITER_FROM:
+                        reserved = yield from self._take_place(budgets, pause)
                     yield Sleep(pause, for_budget=restartable)
                     continue
             given_up = held >= self.policy.max_throttle_wait
@@ -330,23 +327,37 @@ class GraphExchange:
                 if shared is None or given_up:
                     return budgets, ()
                 leased = yield from self._leases(budgets)
-                if leased is not None:
+                if leased is not None and not shared.taken_over(leased):
                     if self.waiter and (reserved or self.holds_place):
                         yield from shared.unreserve(reserved or budgets, self.waiter)
                     return budgets, leased
+                # Not held; or just taken over, to be admitted again against the last holder's count.
                 store.withdraw(budgets)
+                if leased is not None:
+                    continue
             elif shared is not None and not beyond_waiters:
                 # What is left is the waiters': a lease this process holds would keep them out.
                 for key in budgets:
                     yield from shared.release(key)
             # Other calls, of this process or another, are out on a budget near its end: their
             # answers tell whether there is room for this one.
-            if shared is not None and self.waiter and restartable and not reserved and held >= WAITER_FROM:
-                reserved = budgets
-                yield from shared.reserve(budgets, self.waiter, self.policy.defer_wait_over)
+            if restartable and not reserved and held >= WAITER_FROM:
+                reserved = yield from self._take_place(budgets, self.policy.defer_wait_over)
             yield Sleep(poll, for_budget=restartable, held=held)
-            held += poll
+            # By the clock too: on a busy machine the store's round trips outlast the sleeps.
+            slept += poll
+            held = max(slept, self.clock() - since)
             poll = min(poll * 2, ADMISSION_POLL_MAX)
+
+    def _take_place(
+        self, budgets: tuple[BudgetKey, ...], seconds: float
+    ) -> Generator[Action, Reply, tuple[BudgetKey, ...]]:
+        """A place among the waiters of the budgets holding the call back, kept across a deferral."""
+        if self.shared is None or not self.waiter:
+            return ()
+        keys = self.shared.leases_needed(self.usage_store, budgets) or budgets
+        yield from self.shared.reserve(keys, self.waiter, seconds)
+        return keys
 
     def _room_beyond_waiters(self, budgets: tuple[BudgetKey, ...]) -> bool:
         """Whether a call leaves the budgets' waiters (other calls that waited for them) their calls."""
@@ -354,14 +365,9 @@ class GraphExchange:
             return True
         for key in budgets:
             waiting = self.shared.waiting_for(key, self.waiter)
-            if not waiting:
-                continue
-            reading = self.usage_store.reading_of(key)
-            if reading is None or reading.percent >= 100:
-                # Spent: the regain wait held this call back, and its answer tells the new window.
-                continue
-            left = self.usage_store.calls_left(key)
-            if left is not None and left - waiting < 1:
+            reading, left = self.usage_store.reading_of(key), self.usage_store.calls_left(key)
+            # A spent budget's regain wait held the call back already; its answer tells the new window.
+            if waiting and reading is not None and reading.percent < 100 and left is not None and left - waiting < 1:
                 return False
         return True
 

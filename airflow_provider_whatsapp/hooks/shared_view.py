@@ -43,11 +43,9 @@ LEASE_HEADROOM_CALLS = 16
 #: How long a process holds a budget's lease once it has it; a process that stops calling (or
 #: dies) holds the others back no longer than this.
 LEASE_SECONDS = 10.0
-# Renewed this long before it runs out, so that a call never goes out under a lease that lapses.
-LEASE_RENEW_BEFORE = 1.0
-# While a process holds the lease, its readings near the end are written at most this often: the
-# others read them when they take the lease over.
-LEASED_WRITE_EVERY = 2.0
+# Renewed this long before it runs out, so that a call never goes out under a lease that lapses
+# and a store without compare-and-set renews it before anyone may read it free.
+LEASE_RENEW_BEFORE = 3.0
 # Graph's Date header has whole seconds, and clocks drift: a shared regain time is waited this
 # much longer.
 REGAIN_MARGIN = 1.0
@@ -137,6 +135,8 @@ class SharedView:
         # The calls waiting for each budget near its end, by waiter, and when that was read.
         self._waiting: dict[BudgetKey, dict[str, int]] = {}
         self._waiting_read_at: dict[BudgetKey, float] = {}
+        # Leases just taken over from another process, whose budgets are read before a call.
+        self._taken_over: set[BudgetKey] = set()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.backend).__name__})"
@@ -151,7 +151,7 @@ class SharedView:
 
         A budget near its end (see :meth:`leases_needed`) is read before every call; any other at
         most once per ``refresh`` seconds; none whose lease this process holds, since under it no
-        other process sends on that budget.
+        other process sends on that budget, but once right after taking the lease over.
         """
         now = time.monotonic()
         near_end = set(self.leases_needed(store, budgets))
@@ -161,10 +161,12 @@ class SharedView:
                 self._waiting_read_at[key] = now
                 waiting = yield Share("waiting", self.name_of(key))
                 self._waiting[key] = dict(waiting) if isinstance(waiting, Mapping) else {}
-            if self.holds(key, now):
+            taken_over = key in self._taken_over
+            self._taken_over.discard(key)
+            if self.holds(key, now) and not taken_over:
                 # Under this process's own lease nobody else sends: there is no news to read.
                 continue
-            if key not in near_end and now - self._read_at.get(key, -1e9) < self.refresh:
+            if key not in near_end and not taken_over and now - self._read_at.get(key, -1e9) < self.refresh:
                 continue
             self._read_at[key] = now
             shared = yield Share("read", self.name_of(key))
@@ -177,9 +179,18 @@ class SharedView:
                 store.merge_reading(key, self._local(shared), shared.per_call)
 
     def waiting_for(self, key: BudgetKey, waiter: str | None) -> int:
-        """The calls other waiters hold of a budget, as last read (read only near its end, so a
-        count may be stale away from it, where the calls left outnumber it)."""
-        return sum(calls for name, calls in self._waiting.get(key, {}).items() if name != waiter)
+        """The calls of a budget that go to waiters before ``waiter``'s, as last read: every
+        waiter's for a call that holds no place, those ahead in the queue for one that does.
+
+        Read only near the budget's end, so a count may be stale away from it, where the calls
+        left outnumber it. Waiters never hold each other back: each waits only for those ahead.
+        """
+        ahead = 0
+        for name, calls in self._waiting.get(key, {}).items():
+            if name == waiter:
+                break
+            ahead += calls
+        return ahead
 
     def reserve(self, keys: tuple[BudgetKey, ...], waiter: str, seconds: float) -> Generator[Share, Any, None]:
         """Take a place among the budgets' waiters for one call, for ``seconds`` and then some."""
@@ -218,11 +229,19 @@ class SharedView:
             return True
         asked = time.monotonic()
         got = bool((yield Share("claim", self.name_of(key), seconds=self.lease_seconds)))
+        if got and self._holding.get(key, -1e9) <= asked:
+            # Taken over, not renewed: the last holder's calls since this process last read the
+            # budget are in the store, not yet in this process's count.
+            self._taken_over.add(key)
         if got:
             self._holding[key] = asked + self.lease_seconds
         else:
             self._holding.pop(key, None)
         return got
+
+    def taken_over(self, keys: tuple[BudgetKey, ...]) -> bool:
+        """Whether any of these leases was just taken over, and its budget not read since."""
+        return any(key in self._taken_over for key in keys)
 
     def release_all(self) -> Generator[Share, Any, None]:
         """Hand back every lease this process holds (its work is done: nobody waits out its lease)."""
@@ -266,8 +285,8 @@ class SharedView:
             return True
         last_percent, last_at = self._written.get(key, (0.0, -1e9))
         if near_end:
-            # Under this process's lease the others read it when they take the lease over.
-            return not self.holds(key, now) or now - last_at >= LEASED_WRITE_EVERY
+            # Each of the last calls: whoever takes the lease over next starts from the count.
+            return True
         if reading.percent >= SHARE_FROM_PERCENT:
             # Past three quarters: when it moved on, or at most once per refresh while it stays.
             return abs(reading.percent - last_percent) >= SHARE_STEP or now - last_at >= self.refresh

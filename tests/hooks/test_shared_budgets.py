@@ -37,6 +37,10 @@ POLICY = GraphRetryPolicy(max_attempts=3, exhausted_wait=30.0, max_throttle_wait
 LOG = logging.getLogger("test_shared_budgets")
 
 
+def no_wait(seconds: float) -> None:
+    """The lease's settle, with no rival's write to wait for in one process."""
+
+
 class Variables:
     """A dict behind Airflow's ``Variable`` interface, shared by the test's "processes"."""
 
@@ -63,7 +67,7 @@ class Process:
 
     def __init__(self, name: str, variables: Variables, waiter: str | None = None, holds_place: bool = False) -> None:
         self.store = UsageStore()
-        self.backend = VariableBudgets(variables, settle=0.0, holder=name)
+        self.backend = VariableBudgets(variables, sleep=no_wait, holder=name)
         self.view = SharedView(self.backend, refresh=0.0)
         self.sleeps: list[float] = []
         self.waiter = waiter
@@ -87,12 +91,12 @@ class Process:
         steps = self.exchange().steps()
         reply: Any = None
         try:
-            for _ in range(100):
+            for _ in range(1000):
                 action = steps.send(reply)
                 if isinstance(action, Share):
                     reply = run_share(self.backend, action)
                 elif isinstance(action, Sleep):
-                    if defer_over is not None and action.for_budget and action.seconds > defer_over:
+                    if defer_over is not None and action.for_budget and max(action.seconds, action.held) > defer_over:
                         return "deferred"
                     self.sleeps.append(action.seconds)
                     reply = None
@@ -174,20 +178,81 @@ def test_a_lease_has_one_holder_when_two_claim_it_at_once(variables: Variables) 
     # B checked before A wrote, and writes while A waits for a rival's write to land: each reads
     # the lease back after its wait, and only the last writer finds its own name.
     late: list[bool] = []
-    b = VariableBudgets(variables, settle=0.0, holder="process-b")
+    b = VariableBudgets(variables, sleep=no_wait, holder="process-b")
 
     def a_waits(seconds: float) -> None:
         if not late:  # the race, on A's first claim only
             variables.set(f"{name}.lease", json.dumps({"holder": "process-b", "until": time.time() + 30}))
             late.append(b.claim(name, 30.0))
 
-    a = VariableBudgets(variables, settle=0.05, sleep=a_waits, holder="process-a")
+    a = VariableBudgets(variables, sleep=a_waits, holder="process-a")
     assert a.claim(name, 30.0) is False
     assert late == [True]
     # A claim while a lease is held by another is refused at once, without writing.
     assert a.claim(name, 30.0) is False
     b.release(name)
     assert a.claim(name, 30.0) is True
+
+
+class SlowVariables(Variables):
+    """Variables whose writes take ``write_takes`` seconds (a busy API server)."""
+
+    def __init__(self, write_takes: float) -> None:
+        super().__init__()
+        self.write_takes = write_takes
+
+    def set(self, key: str, value: Any) -> None:
+        time.sleep(self.write_takes)
+        super().set(key, value)
+
+
+def test_a_claim_whose_write_was_slow_does_not_take_the_lease() -> None:
+    # A rival may have read the lease free while this write was on its way, and written after the
+    # read back: a claim that took longer than the rivals' settle is not sure of the lease.
+    variables = SlowVariables(write_takes=0.06)
+    slow = VariableBudgets(variables, slowest_write=0.05, settle=0.07, sleep=no_wait, holder="slow")
+    assert slow.claim("whatsapp_budget.x.waba", 30.0) is False
+    variables.write_takes = 0.0
+    quick = VariableBudgets(variables, slowest_write=0.05, settle=0.07, sleep=no_wait, holder="quick")
+    # What the slow claim wrote is a lease like any other: it runs out by itself.
+    assert quick.claim("whatsapp_budget.x.waba", 30.0) is False
+    variables.values["whatsapp_budget.x.waba.lease"] = json.dumps({"holder": "slow", "until": time.time() - 1})
+    assert quick.claim("whatsapp_budget.x.waba", 30.0) is True
+
+
+def test_a_settle_no_longer_than_the_slowest_write_is_refused() -> None:
+    with pytest.raises(ValueError, match="settle"):
+        VariableBudgets(Variables(), slowest_write=1.0, settle=1.0)
+
+
+def test_a_holder_renews_its_lease_without_waiting_for_rivals(variables: Variables) -> None:
+    waits: list[float] = []
+    holder = VariableBudgets(variables, sleep=waits.append, holder="holder")
+    assert holder.claim("whatsapp_budget.x.waba", 30.0) and waits == [holder.settle]
+    # Still its own: written again at once, with no read back (nobody could read it free).
+    assert holder.claim("whatsapp_budget.x.waba", 30.0) and waits == [holder.settle]
+
+
+def test_a_process_taking_the_lease_over_reads_the_last_holders_count_first(variables: Variables) -> None:
+    process = Process("worker-2:22", variables)
+    for percent in (84, 87, 90):
+        process.call([answer(percent)])
+    for share in process.view.release_all():
+        run_share(process.backend, share)
+    name = process.view.name_of((CONN, WABA))
+    news: list[str] = []
+
+    def last_holders_count_lands(seconds: float) -> None:
+        # While this claim settles, the last holder's answer to its last call is shared: spent.
+        if not news:
+            news.append(SharedReading(100.0, time.time() + 60, time.time(), "writer", 3.0, "worker-1:11").to_json())
+            variables.values[name] = news[0]
+
+    process.backend.sleep = last_holders_count_lands
+    # Its own 90 % leaves three calls; the count it reads once it holds the lease leaves none.
+    assert process.call([answer(100, regain_minutes=1)]) == {"data": []}
+    assert news, "the lease was not taken over"
+    assert process.sleeps and max(process.sleeps) > 50, process.sleeps
 
 
 def entry(**changed: Any) -> str:
@@ -257,8 +322,31 @@ def test_a_task_that_deferred_for_the_budget_finds_its_call_left_for_it(variable
     assert back.backend.waiting(name) == {}, "its place is given up once its call goes out"
 
 
+def test_waiters_are_served_in_turn_and_never_hold_each_other_back(variables: Variables) -> None:
+    triggerer = Process("triggerer:7", variables)
+    for percent in (84, 87, 90, 93, 96):
+        triggerer.call([answer(percent)])
+    for share in triggerer.view.release_all():
+        run_share(triggerer.backend, share)
+    name = triggerer.view.name_of((CONN, WABA))
+    # Two tasks came back from their deferrals; one call is left, and task-a took its place first.
+    triggerer.backend.reserve(name, "task-a", 1, 60.0)
+    time.sleep(0.01)
+    triggerer.backend.reserve(name, "task-b", 1, 60.0)
+    triggerer.backend.reserve(name, "task-a", 1, 60.0)  # taken again: its turn is kept
+    assert list(triggerer.backend.waiting(name)) == ["task-a", "task-b"]
+    later = Process("worker-2:22", variables, waiter="task-b", holds_place=True)
+    # task-b leaves the last call to task-a, ahead of it, and defers rather than hold its slot...
+    assert later.call([], defer_over=5.0) == "deferred"
+    first = Process("worker-1:11", variables, waiter="task-a", holds_place=True)
+    # ...and task-a, whose place task-b's does not hold back, makes its call at once.
+    assert first.call([answer(100, regain_minutes=1)]) == {"data": []}
+    assert all(seconds <= POLICY.slowdown_wait for seconds in first.sleeps), first.sleeps
+    assert list(first.backend.waiting(name)) == ["task-b"]
+
+
 def test_a_waiter_that_never_comes_back_holds_the_budget_only_for_a_while(variables: Variables) -> None:
-    backend = VariableBudgets(variables, settle=0.0, holder="worker-1:11")
+    backend = VariableBudgets(variables, sleep=no_wait, holder="worker-1:11")
     backend.reserve("whatsapp_budget.x.waba", "task-a", 1, 0.05)
     assert backend.waiting("whatsapp_budget.x.waba") == {"task-a": 1}
     time.sleep(0.1)
@@ -270,7 +358,7 @@ def test_a_waiter_that_never_comes_back_holds_the_budget_only_for_a_while(variab
 )
 def test_a_bad_waiting_list_is_ignored(variables: Variables, raw: str) -> None:
     variables.values["whatsapp_budget.x.waba.waiting"] = raw
-    backend = VariableBudgets(variables, settle=0.0)
+    backend = VariableBudgets(variables, sleep=no_wait)
     assert backend.waiting("whatsapp_budget.x.waba") == {}
     backend.reserve("whatsapp_budget.x.waba", "task-b", 1, 60.0)
     assert backend.waiting("whatsapp_budget.x.waba") == {"task-b": 1}
@@ -359,12 +447,14 @@ def test_near_the_end_a_process_holds_the_lease_for_its_calls_not_per_call() -> 
     key = (CONN, WABA)
     first.call([answer(80)])
     asked_before = variables.asked
-    # Ten calls near the end, in the lease's time: the lease is asked for once, readings are
-    # written at most every two seconds, nothing is read (nobody else sends under this lease).
+    # Ten calls near the end, in the lease's time: the lease is asked for once (read, written,
+    # read back), the budget read once after taking it over and never again (nobody else sends
+    # under this lease), each reading written (whoever takes the lease over next starts from
+    # it), the waiting list read at most twice.
     for percent in range(85, 95):
         assert first.call([answer(percent)]) == {"data": []}
     assert first.view.holds(key)
-    assert variables.asked - asked_before <= 3 + 2 + 1, variables.asked - asked_before
+    assert variables.asked - asked_before <= 3 + 1 + 10 + 2, variables.asked - asked_before
     # Another process near the end waits for it: the lease is held.
     second = Process("worker-2:22", variables)
     assert not second.backend.claim(second.view.name_of(key), 5.0)
