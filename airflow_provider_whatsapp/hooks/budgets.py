@@ -37,6 +37,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
+from airflow_provider_whatsapp.hooks.waiters import turn_of
+
 log = logging.getLogger(__name__)
 
 #: Variables holding budgets start with this, then a hash of the connection and the budget.
@@ -49,8 +51,7 @@ MAX_READING_AGE = 3600.0
 WARN_EVERY = 60.0
 #: A waiter holds at most this many calls of a budget (more is a broken entry).
 MAX_WAITING_CALLS = 100
-# Clocks of a deployment's machines may differ this much: a lease renewed closer to its end may
-# have looked free to another process.
+# Clocks of a deployment's machines may differ this much (a lease renewed closer to its end).
 CLOCK_MARGIN = 0.5
 #: A store that failed is not asked again for this long (each call goes on from its process's view).
 RETRY_AFTER = 10.0
@@ -237,10 +238,9 @@ class _Guarded:
             if place is None:
                 places.pop(waiter)
             else:
+                # Its turn, one on all its budgets (see hooks/waiters.py).
                 calls, seconds = place
-                # A waiter that takes its place again keeps its turn.
-                since = places[waiter][2] if waiter in places else now
-                places[waiter] = (calls, now + seconds, since)
+                places[waiter] = (calls, now + seconds, turn_of(waiter, places.get(waiter, (0, 0, now))[2]))
             self._set(f"{name}.waiting", json.dumps({key: list(value) for key, value in places.items()}))
         except Exception as error:
             self._unreachable("written", error)

@@ -23,6 +23,7 @@ clock, measured from its own answers; otherwise in the writer's clock.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import deque
@@ -32,6 +33,7 @@ from typing import Any, NamedTuple
 
 from airflow_provider_whatsapp.hooks.budgets import PROCESS_ID, SharedBudgets, SharedReading, budget_name
 from airflow_provider_whatsapp.hooks.usage import BudgetKey, ConnectionKey, UsageReading, UsageStore
+from airflow_provider_whatsapp.hooks.waiters import turn_of
 
 #: A reading at or past this percent is shared with the others (and below it, a change of window).
 SHARE_FROM_PERCENT = 75.0
@@ -185,9 +187,12 @@ class SharedView:
         Read only near the budget's end, so a count may be stale away from it, where the calls
         left outnumber it. Waiters never hold each other back: each waits only for those ahead.
         """
+        # By turn, not by place: a waiter whose place on this budget was lost is still behind
+        # the waiters before its turn only, as on its other budgets.
+        own = turn_of(waiter, math.inf) if waiter else math.inf
         ahead = 0
         for name, calls in self._waiting.get(key, {}).items():
-            if name == waiter:
+            if name == waiter or turn_of(name, -math.inf) >= own:
                 break
             ahead += calls
         return ahead

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import time
-import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, TypeVar, cast
 
@@ -44,6 +43,7 @@ from airflow_provider_whatsapp.hooks.graph import (
 from airflow_provider_whatsapp.hooks.metrics import StatsObserver
 from airflow_provider_whatsapp.hooks.shared_view import Share, SharedView, run_share
 from airflow_provider_whatsapp.hooks.usage import USAGE_STORE, CallScope, ConnectionKey, UsageReading
+from airflow_provider_whatsapp.hooks.waiters import waiter_name
 
 T = TypeVar("T")
 
@@ -116,7 +116,7 @@ class WhatsAppBusinessHook(BaseHook):
         #: The name under which this hook's calls held back for a spent budget take their place
         #: among its waiters; an operator carries it across its deferral, so that the place is
         #: still its own when it comes back.
-        self.budget_waiter = f"waiter-{uuid.uuid4().hex[:16]}"
+        self.budget_waiter = waiter_name()
         #: Set with ``budget_waiter`` when it took a place before: the next call gives it up.
         self.budget_waiter_holds_place = False
 

@@ -7,6 +7,7 @@ shared steps carried out against the backend, as the hooks' drivers do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -28,7 +29,8 @@ from airflow_provider_whatsapp.hooks.budgets import (
 from airflow_provider_whatsapp.hooks.exchange import GraphExchange, RawResponse, Send, Sleep
 from airflow_provider_whatsapp.hooks.graph import GraphRetryPolicy, GraphSettings, build_request
 from airflow_provider_whatsapp.hooks.shared_view import Share, SharedView, run_share
-from airflow_provider_whatsapp.hooks.usage import CallScope, ConnectionKey, UsageStore
+from airflow_provider_whatsapp.hooks.usage import CallScope, ConnectionKey, UsageReading, UsageStore
+from airflow_provider_whatsapp.hooks.waiters import waiter_name
 
 WABA = "102290129340398"
 SETTINGS = GraphSettings(token="EAAunit-shared-5b1c")
@@ -343,6 +345,40 @@ def test_waiters_are_served_in_turn_and_never_hold_each_other_back(variables: Va
     assert first.call([answer(100, regain_minutes=1)]) == {"data": []}
     assert all(seconds <= POLICY.slowdown_wait for seconds in first.sleeps), first.sleeps
     assert list(first.backend.waiting(name)) == ["task-b"]
+
+
+def test_a_waiter_keeps_one_turn_on_all_its_budgets_when_a_place_was_lost(variables: Variables) -> None:
+    first = waiter_name()
+    time.sleep(0.01)
+    second = waiter_name()
+    backend = VariableBudgets(variables, sleep=no_wait)
+    view, store = SharedView(backend, refresh=0.0), UsageStore()
+    app, waba = CONN, (CONN, WABA)
+    for key in (app, waba):
+        store.merge_reading(key, UsageReading(96.0, 0.0, time.monotonic(), "shared"), per_call=3.0)
+    # Two writes at once lost the first's place on the WABA's budget; it took it again later.
+    backend.reserve(view.name_of(app), first, 1, 60.0)
+    backend.reserve(view.name_of(app), second, 1, 60.0)
+    backend.reserve(view.name_of(waba), second, 1, 60.0)
+
+    def pull() -> None:
+        steps, reply = view.pull(store, (app, waba)), None
+        with contextlib.suppress(StopIteration):
+            for _ in range(10):
+                reply = run_share(backend, steps.send(reply))
+
+    pull()
+    # Not on the WABA's list, the first still waits for nobody there: the second is behind it.
+    assert [view.waiting_for(key, first) for key in (app, waba)] == [0, 0]
+    assert [view.waiting_for(key, second) for key in (app, waba)] == [1, 0]
+    backend.reserve(view.name_of(waba), first, 1, 60.0)
+    pull()
+    # Back on the list, in its turn: the two queues are in one order, nobody waits for a waiter
+    # that waits for it.
+    assert list(backend.waiting(view.name_of(app))) == list(backend.waiting(view.name_of(waba))) == [first, second]
+    assert [view.waiting_for(key, first) for key in (app, waba)] == [0, 0]
+    assert [view.waiting_for(key, second) for key in (app, waba)] == [1, 1]
+    assert [view.waiting_for(key, None) for key in (app, waba)] == [2, 2]
 
 
 def test_a_waiter_that_never_comes_back_holds_the_budget_only_for_a_while(variables: Variables) -> None:
