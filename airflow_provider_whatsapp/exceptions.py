@@ -146,7 +146,7 @@ class BudgetWaitRequired(WhatsAppProviderError):
         self.seconds = seconds
         self.waba_id = waba_id
         super().__init__(
-            f"the budget of {'WABA ' + waba_id if waba_id else 'the app'} asks for {seconds:.0f}s of waiting"
+            f"the call's budget{' on WABA ' + waba_id if waba_id else ''} asks for {seconds:.0f}s of waiting"
         )
 
 

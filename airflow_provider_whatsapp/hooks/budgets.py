@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
-from airflow_provider_whatsapp.hooks.waiters import turn_of
+from airflow_provider_whatsapp.hooks.waiters import Place, encode_places, parse_places, turn_of
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,10 @@ FUTURE_TOLERANCE = 30.0
 MAX_READING_AGE = 3600.0
 # Warnings about an unreachable store are repeated at most this often.
 WARN_EVERY = 60.0
-#: A waiter holds at most this many calls of a budget (more is a broken entry).
-MAX_WAITING_CALLS = 100
+#: Times a waiter takes its place, each read back a moment later (a rival's write may undo it).
+PLACE_TRIES = 3
+#: The moment: twice the place's own read and write, within these bounds (seconds).
+PLACE_SETTLE_MIN, PLACE_SETTLE_MAX = 0.05, 1.0
 # Clocks of a deployment's machines may differ this much (a lease renewed closer to its end).
 CLOCK_MARGIN = 0.5
 #: A store that failed is not asked again for this long (each call goes on from its process's view).
@@ -226,48 +228,40 @@ class _Guarded:
         self._change_places(name, waiter, None)
 
     def _change_places(self, name: str, waiter: str, place: tuple[int, float] | None) -> None:
-        # Read, changed, written back: two waiters writing at once may lose one's place (best
-        # effort: as with no waiting list, never a wrong wait).
+        # Read, changed, written back. Another waiter's read-modify-write at the same moment may
+        # undo this one's: a place taken is read back once the others' writes have landed, and
+        # taken again when it was lost (a lost place costs its waiter its turn for a window).
         if self.down:
             return
         try:
-            now = time.time()
-            places = self._places(name, now)
-            if place is None and waiter not in places:
-                return
-            if place is None:
-                places.pop(waiter)
-            else:
-                # Its turn, one on all its budgets (see hooks/waiters.py).
-                calls, seconds = place
-                places[waiter] = (calls, now + seconds, turn_of(waiter, places.get(waiter, (0, 0, now))[2]))
-            self._set(f"{name}.waiting", json.dumps({key: list(value) for key, value in places.items()}))
+            for _ in range(PLACE_TRIES):
+                began = time.monotonic()
+                places = self._places(name, time.time())
+                if place is None and waiter not in places:
+                    return
+                if place is None:
+                    places.pop(waiter)
+                else:
+                    # Its turn, one on all its budgets (see hooks/waiters.py).
+                    calls, seconds = place
+                    now = time.time()
+                    places[waiter] = (calls, now + seconds, turn_of(waiter, places.get(waiter, (0, 0, now))[2]))
+                self._set(f"{name}.waiting", encode_places(places))
+                if place is None:
+                    return
+                # A rival's read-modify-write takes about as long as this one did.
+                self._pause(min(PLACE_SETTLE_MAX, max(PLACE_SETTLE_MIN, 2 * (time.monotonic() - began))))
+                if waiter in self._places(name, time.time()):
+                    return
         except Exception as error:
             self._unreachable("written", error)
 
-    def _places(self, name: str, now: float) -> dict[str, tuple[int, float, float]]:
+    def _places(self, name: str, now: float) -> dict[str, Place]:
         """The places that have not run out: calls, until when, and since when (the turn)."""
-        raw = self._get(f"{name}.waiting")
-        if raw is None:
-            return {}
-        places: dict[str, tuple[int, float, float]] = {}
-        try:
-            data = json.loads(raw)
-            entries = data.items() if isinstance(data, Mapping) else ()
-        except (TypeError, ValueError, RecursionError):
-            entries = ()
-            self.ignored["unreadable waiting list"] += 1
-        for waiter, value in entries:
-            try:
-                calls, until = int(value[0]), float(value[1])
-                since = float(value[2]) if len(value) > 2 else until
-            except (TypeError, ValueError, IndexError, KeyError):
-                self.ignored["unreadable waiting list"] += 1
-                continue
-            # A place past its time, or held further ahead than any wait may last, holds nothing.
-            if 0 < calls <= MAX_WAITING_CALLS and now < until <= now + MAX_READING_AGE and math.isfinite(since):
-                places[str(waiter)] = (calls, until, since)
-        return places
+        return parse_places(self._get(f"{name}.waiting"), now, MAX_READING_AGE, self.ignored)
+
+    def _pause(self, seconds: float) -> None:
+        time.sleep(seconds)
 
     def _get(self, name: str) -> Any:
         raise NotImplementedError
@@ -316,7 +310,7 @@ class VariableBudgets(_Guarded):
     :param slowest_write: seconds a claim's read and write may take together; a slower claim fails.
     :param settle: seconds between writing a lease and reading it back (longer than
         ``slowest_write``; by default a quarter longer).
-    :param sleep: waits ``settle`` (tests pass their own).
+    :param sleep: waits ``settle``, and before a waiter's place is read back (tests pass their own).
     :param holder: who this process is, as leases name their holder.
     """
 
@@ -344,6 +338,9 @@ class VariableBudgets(_Guarded):
 
     def _set(self, name: str, text: str) -> None:
         self.variables.set(name, text)
+
+    def _pause(self, seconds: float) -> None:
+        self.sleep(seconds)
 
     def claim(self, name: str, seconds: float) -> bool:
         if self.down:

@@ -130,6 +130,8 @@ class SharedView:
         self.lease_seconds = lease_seconds
         self._read_at: dict[BudgetKey, float] = {}
         self._written: dict[BudgetKey, tuple[float, float]] = {}
+        # The least a call costs of each budget as the store last told it, or this process did.
+        self._per_call_shared: dict[BudgetKey, float] = {}
         self._merged: dict[BudgetKey, tuple[str, float]] = {}
         # The leases this process holds: until when (monotonic).
         self._holding: dict[BudgetKey, float] = {}
@@ -178,6 +180,7 @@ class SharedView:
             seen = (shared.writer, shared.observed_at)
             if self._merged.get(key) != seen:
                 self._merged[key] = seen
+                self._per_call_shared[key] = min(self._per_call_shared.get(key, 100.0), shared.per_call)
                 store.merge_reading(key, self._local(shared), shared.per_call)
 
     def waiting_for(self, key: BudgetKey, waiter: str | None) -> int:
@@ -274,9 +277,14 @@ class SharedView:
         now = time.monotonic()
         for key in budgets:
             reading = store.reading_of(key)
-            if reading is None or not self._worth_writing(key, reading, key in near_end, now):
+            per_call = store.per_call(key)
+            # What one call costs, once learnt, saves every process that starts later from
+            # taking its first reading's whole percent for one call's cost (a budget near its end).
+            learnt = per_call < self._per_call_shared.get(key, 100.0)
+            if reading is None or not (learnt or self._worth_writing(key, reading, key in near_end, now)):
                 continue
             self._written[key] = (reading.percent, now)
+            self._per_call_shared[key] = per_call
             yield Share("write", self.name_of(key), reading=self._shared(store, key, reading, graph_time))
         for key in leased:
             reading = store.reading_of(key)

@@ -339,8 +339,11 @@ class UsageStore:
         return flow.per_call if flow is not None else 100.0
 
     def merge_reading(self, key: BudgetKey, reading: UsageReading, per_call: float) -> bool:
-        """Take another process's reading of a budget when it is newer than this process's own."""
+        """Take another process's reading of a budget when it is newer than this process's own,
+        and what it learnt one call costs in any case (a bound of the budget, not of the reading)."""
         with self._lock:
+            flow = self._flow_of(key)
+            flow.per_call = min(flow.per_call, max(per_call, 0.01))
             own = self.reading_of(key)
             if own is not None and own.observed_at >= reading.observed_at:
                 return False
@@ -348,8 +351,6 @@ class UsageStore:
                 self._app[key] = reading
             else:
                 self._business[key] = reading
-            flow = self._flow_of(key)
-            flow.per_call = min(flow.per_call, max(per_call, 0.01))
             # Its calls still out may or may not be in the other process's reading: as if not.
             flow.unreflected = flow.in_flight
             return True

@@ -6,7 +6,8 @@ expects the sandbox to hold only its own numbers). The scenario: the bulk DAG on
 of a WABA in the triggerer while eight mapped create tasks, each in a process of its own, started
 once the bulk run is sending, create numbers on the same WABA, first on a WABA without a budget
 (the run's work without throttling), then on one whose budget is 30 calls a minute. The shared
-store is the Variables one (``[whatsapp] budget_store = airflow`` in the deployment).
+store is the Variables one (``[whatsapp] budget_store = airflow`` in the deployment). The Celery
+deployment's test (tests/e2e/test_celery_deployment.py) runs the same scenario with the Redis store.
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ def check_every_number_once(deployment: Deployment, outcome: dict[str, Any]) -> 
 def test_one_budget_view_for_task_processes_and_the_triggerer(
     deployment: Deployment, distributed_tally: dict[str, Any]
 ) -> None:
+    check_one_budget_view(deployment, "LocalExecutor, Variables store", distributed_tally)
+
+
+def check_one_budget_view(deployment: Deployment, label: str, tally: dict[str, Any]) -> str:
+    """Run the scenario on a WABA without a budget, then on one with, and check the second's calls
+    against the budget; the figures go to the tally under ``label``, and are returned."""
     sandbox = deployment.sandbox
     free = run_scenario(deployment, sandbox.add_waba(name="Acme Budget Free"), 1)
     check_every_number_once(deployment, free)
@@ -121,10 +128,11 @@ def test_one_budget_view_for_task_processes_and_the_triggerer(
         f"that run {free['wall']:.1f} s); {len(deferred)} budget waits deferred (over {DEFER_WAIT_OVER} s)"
     )
     # The time figures are shown, not asserted: on a shared machine they measure its load too.
-    distributed_tally["budgets shared by task processes and the triggerer (LocalExecutor)"] = figures
+    tally[f"budgets shared by task processes and triggerers ({label})"] = figures
     print(f"\n{figures}")
     assert refused == 0, [(r.method, r.path, r.status) for r in bound["calls"] if r.status != 200]
     assert len(served) == len(bound["calls"]), [(r.method, r.path, r.status) for r in bound["calls"] if r.status != 200]
     assert len(served) > 3 * BUDGET, "the budget did not bind"
     # The tasks that met the spent budget waited in the triggerer, not in their worker slots.
     assert deferred, "no budget wait was deferred"
+    return figures

@@ -141,6 +141,25 @@ def test_what_one_process_learns_holds_the_others_back(variables: Variables) -> 
     assert reading is not None and reading.percent == 3, "its own answer is the newest reading now"
 
 
+def test_what_a_call_costs_once_learnt_spares_later_processes_a_false_end(variables: Variables) -> None:
+    key = (CONN, WABA)
+    early = Process("worker-1:11", variables)
+    # Its first reading (1 %) says one call costs at most two points: worth sharing, though far
+    # from the end.
+    early.call([answer(0)])
+    assert early.store.per_call(key) == 2.0
+    # A process that starts once half the budget is spent, its own first reading 50: taken alone,
+    # one call might have cost all of it, and the budget would look one call from its end.
+    late = Process("worker-2:22", variables)
+    late.call([answer(50)])
+    assert late.store.per_call(key) == 2.0
+    assert late.view.leases_needed(late.store, (key,)) == ()
+    assert not late.view.holds(key), "no lease taken far from the end"
+    # Knowing less than the store, it writes nothing back that would undo what was learnt.
+    stored = parse_reading(variables.values[late.view.name_of(key)], time.time())
+    assert stored is not None and stored.per_call == 2.0
+
+
 def test_near_the_end_one_process_sends_at_a_time(variables: Variables) -> None:
     first, second = Process("worker-1:11", variables), Process("worker-2:22", variables)
     first.call([answer(90)])
@@ -379,6 +398,31 @@ def test_a_waiter_keeps_one_turn_on_all_its_budgets_when_a_place_was_lost(variab
     assert [view.waiting_for(key, first) for key in (app, waba)] == [0, 0]
     assert [view.waiting_for(key, second) for key in (app, waba)] == [1, 1]
     assert [view.waiting_for(key, None) for key in (app, waba)] == [2, 2]
+
+
+class OverwrittenOnce(Variables):
+    """A rival's read-modify-write of the waiting list that read before the next write and
+    writes right after it, undoing it once."""
+
+    def __init__(self, rival: str) -> None:
+        super().__init__()
+        self.rival = rival
+
+    def set(self, key: str, value: Any) -> None:
+        before = self.values.get(key)
+        super().set(key, value)
+        if key.endswith(".waiting") and self.rival:
+            places = json.loads(before) if before else {}
+            places[self.rival], self.rival = [1, time.time() + 60.0, time.time()], ""
+            super().set(key, json.dumps(places))
+
+
+def test_a_place_undone_by_a_rivals_write_is_taken_again() -> None:
+    variables = OverwrittenOnce(rival="task-b")
+    backend = VariableBudgets(variables, sleep=no_wait)
+    backend.reserve("whatsapp_budget.x.waba", "task-a", 1, 60.0)
+    # Read back after the rival's write landed, the place was gone: taken again, beside the rival's.
+    assert backend.waiting("whatsapp_budget.x.waba") == {"task-b": 1, "task-a": 1}
 
 
 def test_a_waiter_that_never_comes_back_holds_the_budget_only_for_a_while(variables: Variables) -> None:
