@@ -29,6 +29,7 @@ BENCHMARKS = {
     "triggers": "benchmarks.bench_triggers",
     "throughput": "benchmarks.bench_throughput",
     "multi_waba": "benchmarks.bench_multi_waba",
+    "budget_store": "benchmarks.bench_budget_store",
 }
 # Every benchmark bounds its own loops; this only stops a wedged process.
 BENCHMARK_TIMEOUT = 3600

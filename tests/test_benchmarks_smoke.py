@@ -6,6 +6,7 @@ Timing is never asserted here: the figures belong in ``benchmarks/RESULTS.md``, 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.__main__ import BENCHMARKS
+from devtools.celery_deployment import REDIS_SERVER
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,6 +27,8 @@ TIMEOUTS = {"benchmarks.bench_throughput": 600, "benchmarks.bench_multi_waba": 2
 @pytest.mark.timeout(700)
 @pytest.mark.parametrize("module", sorted(BENCHMARKS.values()))
 def test_benchmark_quick_mode_is_correct(module: str) -> None:
+    if module == "benchmarks.bench_budget_store" and not Path(REDIS_SERVER).exists() and os.environ.get("CI") != "true":
+        pytest.skip(f"{REDIS_SERVER} not installed (Debian's redis-server; .ci/run installs it)")
     done = subprocess.run(
         [sys.executable, "-m", module, "--quick"],
         cwd=REPO,
