@@ -12,7 +12,6 @@ through, and inside one it reads a budget at most once a second away from its en
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -20,7 +19,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.common import WABA_ID, Result, SandboxProcess, airflow_environment, emit, median, spread
+from benchmarks.common import (
+    WABA_ID,
+    Result,
+    SandboxProcess,
+    airflow_environment,
+    median,
+    run_from_command_line,
+    spread,
+)
 
 NAME = "7. shared budget store, per call"
 TARGET_MS = 2.0
@@ -102,11 +109,5 @@ def run(quick: bool = False) -> Result:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    emit(run(parser.parse_args().quick))
-
-
 if __name__ == "__main__":
-    main()
+    run_from_command_line(run, __doc__)

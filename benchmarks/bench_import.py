@@ -7,13 +7,12 @@ to exit; the figure is the median of the runs and its ratio to ``import airflow.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
 
-from benchmarks.common import REPO, Result, airflow_environment, emit, median, spread
+from benchmarks.common import REPO, Result, airflow_environment, median, run_from_command_line, spread
 
 NAME = "3. import cost"
 TARGET = 1.05
@@ -72,11 +71,5 @@ def run(quick: bool = False) -> Result:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    emit(run(parser.parse_args().quick))
-
-
 if __name__ == "__main__":
-    main()
+    run_from_command_line(run, __doc__)

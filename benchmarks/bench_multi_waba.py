@@ -14,12 +14,11 @@ which its last call can go; target <= 1.10x), calls past any limit (0) and faile
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 from typing import Any
 
-from benchmarks.common import WABA_ID, Result, SandboxProcess, airflow_environment, emit, median
+from benchmarks.common import WABA_ID, Result, SandboxProcess, airflow_environment, median, run_from_command_line
 
 NAME = "6. multi-WABA bulk"
 TARGET = 1.10
@@ -154,11 +153,5 @@ def run(quick: bool = False) -> Result:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    emit(run(parser.parse_args().quick))
-
-
 if __name__ == "__main__":
-    main()
+    run_from_command_line(run, __doc__)

@@ -13,14 +13,21 @@ time per call shown beside it is the median over rounds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import WABA_ID, Result, SandboxProcess, airflow_environment, emit, median, spread
+from benchmarks.common import (
+    WABA_ID,
+    Result,
+    SandboxProcess,
+    airflow_environment,
+    median,
+    run_from_command_line,
+    spread,
+)
 
 NAME = "1. per-call overhead"
 TARGET = 1.05
@@ -197,11 +204,5 @@ def paired_ratio(values: list[float], floors: list[float]) -> float:
     return median([value / floor for value, floor in zip(values, floors, strict=True)])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    emit(run(parser.parse_args().quick))
-
-
 if __name__ == "__main__":
-    main()
+    run_from_command_line(run, __doc__)

@@ -19,7 +19,6 @@ window's calls at the client's unthrottled speed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -27,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import WABA_ID, Result, SandboxProcess, airflow_environment, emit, median
+from benchmarks.common import WABA_ID, Result, SandboxProcess, airflow_environment, median, run_from_command_line
 
 NAME = "2. rate-limit pacing"
 TARGET = 1.10
@@ -210,11 +209,5 @@ def run(quick: bool = False) -> Result:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    emit(run(parser.parse_args().quick))
-
-
 if __name__ == "__main__":
-    main()
+    run_from_command_line(run, __doc__)

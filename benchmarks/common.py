@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import selectors
@@ -9,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -175,3 +177,10 @@ def emit(result: Result) -> None:
     """Print the result as the last stdout line (the runner reads it) and exit by correctness."""
     print("RESULT " + result.to_json(), flush=True)
     raise SystemExit(0 if result.correct else 1)
+
+
+def run_from_command_line(run: Callable[[bool], Result], description: str | None) -> None:
+    """The command line of a benchmark whose one option is ``--quick``: run it and emit its result."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true")
+    emit(run(parser.parse_args().quick))

@@ -235,8 +235,8 @@ class _Guarded:
             return
         try:
             for _ in range(PLACE_TRIES):
-                began = time.monotonic()
-                places = self._places(name, time.time())
+                began, now = time.monotonic(), time.time()
+                places = self._places(name, now)
                 if place is None and waiter not in places:
                     return
                 if place is None:
@@ -244,7 +244,6 @@ class _Guarded:
                 else:
                     # Its turn, one on all its budgets (see hooks/waiters.py).
                     calls, seconds = place
-                    now = time.time()
                     places[waiter] = (calls, now + seconds, turn_of(waiter, places.get(waiter, (0, 0, now))[2]))
                 self._set(f"{name}.waiting", encode_places(places))
                 if place is None:
