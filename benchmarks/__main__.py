@@ -30,6 +30,7 @@ BENCHMARKS = {
     "throughput": "benchmarks.bench_throughput",
     "multi_waba": "benchmarks.bench_multi_waba",
     "budget_store": "benchmarks.bench_budget_store",
+    "deployment_budgets": "benchmarks.bench_deployment_budgets",
 }
 # Every benchmark bounds its own loops; this only stops a wedged process.
 BENCHMARK_TIMEOUT = 3600

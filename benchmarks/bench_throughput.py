@@ -40,7 +40,8 @@ RUN_TIMEOUT = 7200.0
 MAPPED_NUMBERS = 200
 
 
-def _rows(wabas: list[str], per_waba: int, series: int) -> list[dict[str, str]]:
+def bulk_rows(wabas: list[str], per_waba: int, series: int) -> list[dict[str, str]]:
+    """``per_waba`` rows of the bulk DAG on each of ``wabas``, their numbers distinct by ``series``."""
     return [
         {
             "cc": "1",
@@ -142,13 +143,13 @@ def run(quick: bool = False, numbers: int | None = None, mapped_numbers: int | N
             operator_wabas = [sandbox.add_waba(name=f"Operator {i}") for i in range(wabas)]
             bound_wabas_ids = [sandbox.add_waba(name=f"Bound {i}", rate_limit=budget) for i in range(bound_wabas)]
             # The mapped design first: any warm-up (DAG parsing, first connections) is charged to it.
-            mapped = _run(airflow, MAPPED, _rows(mapped_wabas, mapped_count // wabas, 1), result)
+            mapped = _run(airflow, MAPPED, bulk_rows(mapped_wabas, mapped_count // wabas, 1), result)
             calls_before = len(sandbox.requests)
-            operator = _run(airflow, OPERATOR, _rows(operator_wabas, count // wabas, 2), result)
+            operator = _run(airflow, OPERATOR, bulk_rows(operator_wabas, count // wabas, 2), result)
             unthrottled = [r.time for r in sandbox.requests[calls_before:] if r.status == 200]
             per_call = (max(unthrottled) - min(unthrottled)) / max(1, len(unthrottled)) if unthrottled else 0.0
             rejected_before = sandbox.rejected_calls
-            bound = _run(airflow, OPERATOR, _rows(bound_wabas_ids, bound_per_waba, 3), result)
+            bound = _run(airflow, OPERATOR, bulk_rows(bound_wabas_ids, bound_per_waba, 3), result)
             least, measured = least_time(sandbox, bound_wabas_ids, budget, window, per_call)
             refused = sandbox.rejected_calls - rejected_before
         registered = Counter(sandbox.register_calls(n["id"]) for n in sandbox.numbers())

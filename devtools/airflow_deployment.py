@@ -498,6 +498,21 @@ class AirflowDeployment:
             time.sleep(0.2)
         raise TimeoutError(f"timed out after {timeout:.0f}s waiting for the runs {dict(runs)} to finish: {states}")
 
+    def return_value(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+        """A task instance's return value (its ``return_value`` XCom), decoded."""
+        entry = self.api(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+            params={"map_index": map_index, "deserialize": True},
+        )
+        value = entry["value"]
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Every task instance of the run (mapped ones included), across the API's pages."""
         found: list[dict[str, Any]] = []

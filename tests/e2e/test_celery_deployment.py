@@ -10,7 +10,8 @@ secrets backend. While they run:
 - a Celery worker is SIGKILLed (with its tasks) after Graph applied a create of an onboarding run
   whose answer the sandbox holds back; the scheduler fails the orphaned try and the retry, on the
   other worker, adopts the number; the killed worker then comes back;
-- Redis is restarted;
+- Redis (the broker) is restarted;
+- the budget store (a Redis of its own) goes down while a worker's retry runs, and comes back;
 - Graph refuses connections for 20 s;
 - with the bulk run's batch waiting on a create Graph applied and the 20 status sensors deferred
   on one triggerer (the other was restarted gracefully and handed its triggers over first), that
@@ -18,8 +19,9 @@ secrets backend. While they run:
   holds, continues the number its create left.
 
 Then everything is counted by what Graph saw and what Airflow says, and a tally is printed. Every
-task and trigger shares the budgets through the broker's Redis (``[whatsapp] budget_store``), so
-the Redis restart also leaves them without their store for a moment. A second test then runs the
+task and trigger shares the budgets through a Redis of their own (``[whatsapp] budget_store``; a
+deployment may as well use its broker's, as docs/celery.rst says): with it down, pacing goes on
+from each process's own readings, with a warning, and the runs still succeed. A second test then runs the
 budgets scenario of tests/e2e/test_deployment_budgets.py on the same deployment: task processes
 on two workers and the bulk batch in a triggerer on one WABA's budget, deferred waits in either
 triggerer.
@@ -33,6 +35,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +43,7 @@ import pytest
 from airflow_provider_whatsapp.sandbox import Fault, GraphSandbox
 from airflow_provider_whatsapp.sandbox.state import ReceivedRequest
 from devtools.airflow_deployment import wait_until
-from devtools.celery_deployment import CeleryAirflowDeployment, can_run, write_secrets
+from devtools.celery_deployment import CeleryAirflowDeployment, RedisServer, can_run, write_secrets
 from tests.e2e.shared_deployment import BUDGETS_CONN_ID, DEFER_WAIT_OVER, RATE_WINDOW, Deployment, dags_folder
 from tests.e2e.test_deployment_budgets import check_one_budget_view
 from tests.secret_search import Haystack, leaked, search_each
@@ -63,11 +66,13 @@ CONNECTION_EXTRAS = {"timeout": HELD_ANSWER_SECONDS + 60, "max_attempts": 10, "b
 FINAL = ("success", "failed", "upstream_failed", "skipped", "removed")
 # Every wait below is bounded; these are generous for two cores shared with other test runs.
 LONG_WAIT = 900
+# What a process logs when the shared budget store cannot be reached (hooks/budgets.py).
+STORE_DOWN = "The shared budgets in Redis could not be"
 
 
 @pytest.fixture(scope="module")
-def distributed_deployment() -> Iterator[tuple[CeleryAirflowDeployment, GraphSandbox]]:
-    """The deployment both tests of this module run on, the faults test first."""
+def distributed_deployment() -> Iterator[tuple[CeleryAirflowDeployment, GraphSandbox, RedisServer]]:
+    """The deployment both tests of this module run on, the faults test first, with its budget store."""
     reason = can_run()
     if reason is not None:
         if os.environ.get("CI") == "true":
@@ -90,16 +95,20 @@ def distributed_deployment() -> Iterator[tuple[CeleryAirflowDeployment, GraphSan
             ),
         }
         airflow.extra_env.update(write_secrets(airflow.home / "secrets", connections, {"whatsapp_two_step_pin": PIN}))
-        # Every task and trigger shares the budgets through the Redis the broker runs on (its own
-        # database there): the Redis restart below leaves them without the store for a while.
-        airflow.extra_env["AIRFLOW__WHATSAPP__BUDGET_STORE"] = f"redis://127.0.0.1:{airflow.redis.port}/1"
+        # Every task and trigger shares the budgets through a Redis apart from the broker's, so
+        # that the faults test can take the store away for a minute without stopping Celery.
+        store = RedisServer(airflow.home / "budget-store")
+        airflow.extra_env["AIRFLOW__WHATSAPP__BUDGET_STORE"] = store.url
+        store.start()
         try:
             with airflow:
-                print(f"\ndistributed deployment up: {airflow.describe()}")
-                yield airflow, sandbox
+                print(f"\ndistributed deployment up: {airflow.describe()}, budget store {store.url}")
+                yield airflow, sandbox, store
         except BaseException:
             print(f"\nThe distributed test failed; where to look: {airflow.where_to_look()}", file=sys.stderr)
             raise
+        finally:
+            store.stop()
 
 
 def ti_path(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
@@ -167,12 +176,19 @@ def texts_to_search(airflow: CeleryAirflowDeployment, task_instances: list[dict[
     return haystack
 
 
+def store_warnings(airflow: CeleryAirflowDeployment) -> list[Path]:
+    """The task and component logs in which a process said it could not reach the budget store."""
+    logs = [*(airflow.home / "logs").rglob("*.log"), *(airflow.log_path(c) for c in airflow.component_commands())]
+    return [path for path in logs if path.is_file() and STORE_DOWN in path.read_text(errors="replace")]
+
+
 def test_celery_deployment_survives_faults(
-    distributed_deployment: tuple[CeleryAirflowDeployment, GraphSandbox], distributed_tally: dict[str, Any]
+    distributed_deployment: tuple[CeleryAirflowDeployment, GraphSandbox, RedisServer],
+    distributed_tally: dict[str, Any],
 ) -> None:
     started = time.monotonic()
     faults: list[str] = []
-    airflow, sandbox = distributed_deployment
+    airflow, sandbox, store = distributed_deployment
     wabas = sandbox.waba_ids
     bulk_numbers = [
         {"cc": "1", "phone_number": f"555030{i:04d}", "verified_name": f"Acme Celery {i}",
@@ -206,9 +222,12 @@ def test_celery_deployment_survives_faults(
     airflow.kill(killed_worker)
     faults.append(f"SIGKILL {killed_worker} with {create} of {victim} waiting on an applied create")
 
-    # 2. The broker restarts while the runs go on.
+    # 2. The broker restarts while the runs go on; the budget store goes down until the killed
+    # try's retry is done.
     airflow.redis.restart()
     faults.append("restart Redis")
+    store.stop()
+    store_down = time.monotonic()
 
     # 3. Graph is unreachable.
     sandbox.refuse_connections(OUTAGE_SECONDS)
@@ -219,6 +238,8 @@ def test_celery_deployment_survives_faults(
     tries = wait_until(
         lambda: finished_tries(airflow, ONBOARDING, victim, create, -1), LONG_WAIT, f"{victim} {create} retried"
     )
+    store.start()
+    faults.append(f"the budget store down for {time.monotonic() - store_down:.0f}s")
     airflow.start_component(killed_worker)
 
     # 4. The bulk batch (waiting on its held create) and twenty sensors deferred on one
@@ -290,6 +311,7 @@ def test_celery_deployment_survives_faults(
         "registered twice": sum(1 for count in registers.values() if count > 1),
         "tasks failed for good": len(failed_for_good),
         "secrets found in logs and rendered fields": sum(len(places) for places in found.values()),
+        "logs warning of the store down": len(warned := store_warnings(airflow)),
     }
     distributed_tally.update({"faults": "; ".join(faults), **tally})
     distributed_tally["test took (s)"] = round(time.monotonic() - started)
@@ -304,6 +326,8 @@ def test_celery_deployment_survives_faults(
     assert set(registers.values()) == {1} and len(registers) == len(inputs), registers
     assert set(verifies.values()) == {1} and len(verifies) == len(inputs), verifies
     assert found == {}, found
+    # The store's outage was met (and said so), and cost no run.
+    assert warned, f"no log says {STORE_DOWN!r}"
     # The killed try ran on the killed worker; the retry, on the other, adopted the number
     # the killed try created (its create was the only one Graph applied for that number).
     assert tries[0]["hostname"] == killed_worker and tries[0]["state"] != "success", tries
@@ -322,9 +346,10 @@ def test_celery_deployment_survives_faults(
 
 
 def test_celery_budgets_shared_by_workers_and_triggerers(
-    distributed_deployment: tuple[CeleryAirflowDeployment, GraphSandbox], distributed_tally: dict[str, Any]
+    distributed_deployment: tuple[CeleryAirflowDeployment, GraphSandbox, RedisServer],
+    distributed_tally: dict[str, Any],
 ) -> None:
     """The budgets scenario of tests/e2e/test_deployment_budgets.py on two workers and two
     triggerers, the budgets shared through Redis."""
-    airflow, sandbox = distributed_deployment
+    airflow, sandbox, _store = distributed_deployment
     check_one_budget_view(Deployment(airflow, sandbox, 0.0), "CeleryExecutor, Redis store", distributed_tally)

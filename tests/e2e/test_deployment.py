@@ -25,21 +25,6 @@ BULK = "example_whatsapp_bulk_onboarding"
 TRIGGER = "airflow_provider_whatsapp.triggers.phone_numbers.PhoneNumberStatusTrigger"
 
 
-def xcom(airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
-    entry = airflow.api(
-        "GET",
-        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
-        params={"map_index": map_index, "deserialize": True},
-    )
-    value = entry["value"]
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 def test_runs_on_postgresql(deployment: Deployment) -> None:
     assert deployment.airflow.database == "postgresql", "PostgreSQL could not start here; ran on SQLite"
 
@@ -125,12 +110,12 @@ def test_onboarding_runs_through_scheduler_workers_and_triggerer(deployment: Dep
         "summary": "success",
     }, states
 
-    new_id = xcom(airflow, ONBOARDING, run_id, "create_phone_number")
+    new_id = airflow.return_value(ONBOARDING, run_id, "create_phone_number")
     assert str(new_id) == pending["id"]
     for task_id in ("request_code", "verify_code", "register"):
-        assert str(xcom(airflow, ONBOARDING, run_id, task_id)) == str(new_id), task_id
-    assert xcom(airflow, ONBOARDING, run_id, "wait_connected")["status"] == "CONNECTED"
-    assert xcom(airflow, ONBOARDING, run_id, "summary")["id"] == str(new_id)
+        assert str(airflow.return_value(ONBOARDING, run_id, task_id)) == str(new_id), task_id
+    assert airflow.return_value(ONBOARDING, run_id, "wait_connected")["status"] == "CONNECTED"
+    assert airflow.return_value(ONBOARDING, run_id, "summary")["id"] == str(new_id)
     [number] = sandbox.numbers()
     assert number["id"] == str(new_id) and number["status"] == "CONNECTED"
 
@@ -177,7 +162,7 @@ def test_bulk_onboarding_of_200_numbers_in_the_triggerer(deployment: Deployment)
         ("report", -1): "success",
     }, states
     assert state == "success", airflow.where_to_look()
-    report = xcom(airflow, BULK, run_id, "report")
+    report = airflow.return_value(BULK, run_id, "report")
     assert report["counts"] == {"onboarded": 200, "not created": 1}, report["counts"]
     assert report["unfinished"] == 0
     failure = report["numbers"][7]

@@ -1,5 +1,5 @@
 """Rate limits across the deployment: every task process and the triggerer share one view of a
-WABA's budget (the Variables store, the default), and budget waits defer rather than sleep.
+WABA's budget (the Variables store), and budget waits defer rather than sleep.
 
 Run on the shared LocalExecutor deployment, after the deployment test (file order: that test
 expects the sandbox to hold only its own numbers). The scenario: the bulk DAG onboards 24 numbers
@@ -12,75 +12,33 @@ deployment's test (tests/e2e/test_celery_deployment.py) runs the same scenario w
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmarks.bench_throughput import least_time
-from devtools.airflow_deployment import wait_until
+from devtools.budget_scenario import CONTENTION, deferrals, run_scenario
 from tests.e2e.shared_deployment import BUDGETS_CONN_ID, DEFER_WAIT_OVER, RATE_WINDOW, Deployment
-from tests.e2e.test_deployment import xcom
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(1200)]
 
-BULK = "example_whatsapp_bulk_onboarding"
-CONTENTION = "e2e_budget_contention"
 BUDGET = 30
 BULK_NUMBERS = 24
 CREATES = 8
 RUN_TIMEOUT = 600.0
 
 
-def run_scenario(deployment: Deployment, waba: str, series: int) -> dict[str, Any]:
-    """Trigger both DAGs on ``waba`` at once; wait for both, counting the worker slot-seconds
-    their task instances held."""
-    airflow, sandbox = deployment.airflow, deployment.sandbox
-    calls_before = len(sandbox.requests)
+def run_on(deployment: Deployment, waba: str, series: int) -> dict[str, Any]:
+    """The scenario on ``waba``: the bulk run's numbers and the mapped creates all there."""
     rows = [
         {"cc": "1", "phone_number": f"555{series}2{i:04d}", "verified_name": f"Budget Bulk {i}", "waba_id": waba}
         for i in range(BULK_NUMBERS)
     ]
     creates = [f"555{series}3{i:04d}" for i in range(CREATES)]
-    started = time.monotonic()
-    runs = {BULK: airflow.trigger(BULK, {"numbers": rows})["dag_run_id"]}
-    # The task processes start once the triggerer is spending the WABA's budget: they meet a
-    # budget in use, not one they open alone while the bulk run is still starting.
-    wait_until(
-        lambda: [r for r in sandbox.requests[calls_before:] if r.waba_id == waba and r.method == "POST"],
-        RUN_TIMEOUT,
-        "the bulk run's first call on the WABA",
-    )
-    runs[CONTENTION] = airflow.trigger(
-        CONTENTION, {"waba_id": waba, "numbers": creates, "whatsapp_conn_id": BUDGETS_CONN_ID}
-    )["dag_run_id"]
-    states, slot_seconds = airflow.wait_holding_slots(runs, RUN_TIMEOUT)
-    assert states == {BULK: "success", CONTENTION: "success"}, airflow.where_to_look()
-    calls = [r for r in sandbox.requests[calls_before:] if r.waba_id == waba]
-    instances = {dag_id: airflow.task_instances(dag_id, run_id) for dag_id, run_id in runs.items()}
-    return {
-        "runs": runs,
-        "wall": time.monotonic() - started,
-        "slot_seconds": slot_seconds,
-        "calls": calls,
-        "creates": creates,
-        "rows": rows,
-        "instances": instances,
-        "report": xcom(airflow, BULK, runs[BULK], "report"),
-    }
-
-
-def deferrals(deployment: Deployment, dag_id: str, run_id: str) -> list[str]:
-    """The log lines of the run's tasks saying they deferred a budget wait."""
-    folder = deployment.airflow.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
-    return [
-        line
-        for path in sorted(Path(folder).rglob("attempt=*.log"))
-        for line in path.read_text(errors="replace").splitlines()
-        if "Deferring for" in line
-    ]
+    outcome = run_scenario(deployment.airflow, deployment.sandbox, rows, creates, waba, BUDGETS_CONN_ID, RUN_TIMEOUT)
+    outcome["calls"] = [r for r in outcome["calls"] if r.waba_id == waba]
+    return {**outcome, "rows": rows, "creates": creates}
 
 
 def check_every_number_once(deployment: Deployment, outcome: dict[str, Any]) -> None:
@@ -107,19 +65,19 @@ def check_one_budget_view(deployment: Deployment, label: str, tally: dict[str, A
     """Run the scenario on a WABA without a budget, then on one with, and check the second's calls
     against the budget; the figures go to the tally under ``label``, and are returned."""
     sandbox = deployment.sandbox
-    free = run_scenario(deployment, sandbox.add_waba(name="Acme Budget Free"), 1)
+    free = run_on(deployment, sandbox.add_waba(name="Acme Budget Free"), 1)
     check_every_number_once(deployment, free)
 
     waba = sandbox.add_waba(name="Acme Budget Bound", rate_limit=BUDGET)
     rejected_before = sandbox.rejected_calls_by_waba().get(waba, 0)
-    bound = run_scenario(deployment, waba, 2)
+    bound = run_on(deployment, waba, 2)
     check_every_number_once(deployment, bound)
     refused = sandbox.rejected_calls_by_waba().get(waba, 0) - rejected_before
     served = [r for r in bound["calls"] if r.status == 200]
     times = [r.time for r in free["calls"] if r.status == 200]
     per_call = (max(times) - min(times)) / len(times)
     least, measured = least_time(sandbox, [waba], BUDGET, RATE_WINDOW, per_call)
-    deferred = deferrals(deployment, CONTENTION, bound["runs"][CONTENTION])
+    deferred = deferrals(deployment.airflow, CONTENTION, bound["runs"][CONTENTION])
     figures = (
         f"budget {BUDGET} calls per {RATE_WINDOW:.0f} s: {len(served)} calls served, {refused} refused; "
         f"first to last call {measured:.1f} s, least the budget allows {least:.1f} s ({measured / least:.2f}x); "

@@ -16,7 +16,6 @@ from airflow_provider_whatsapp.hooks.whatsapp_async import TRIGGER_USER_AGENT
 from airflow_provider_whatsapp.onboarding.requests_table import asset_uri
 from devtools.airflow_deployment import AirflowDeployment, wait_until
 from tests.e2e.shared_deployment import REQUESTS_DB_CONN_ID, Deployment
-from tests.e2e.test_deployment import xcom
 from tests.scheduled_onboarding_table import SELECT_TABLE, ddl_statements, seed_rows, table_by_request
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(900)]
@@ -181,7 +180,7 @@ def test_scheduled_onboarding_two_runs_and_the_downstream_dag(deployment: Deploy
     seen: dict[str, list[str]] = {}
     for run in consumer_runs:
         assert run["state"] == "success" and run["run_type"] == "asset_triggered", run
-        for waba, ids in xcom(airflow, DOWNSTREAM, run["dag_run_id"], "onboarded_numbers").items():
+        for waba, ids in airflow.return_value(DOWNSTREAM, run["dag_run_id"], "onboarded_numbers").items():
             seen.setdefault(asset_uri(waba), []).extend(ids)
     assert {uri: sorted(ids) for uri, ids in seen.items()} == expected
 
