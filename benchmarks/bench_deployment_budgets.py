@@ -71,6 +71,15 @@ def run(quick: bool = False) -> Result:
         times = [r.time for r in free["calls"] if r.status == 200]
         per_call = (max(times) - min(times)) / max(1, len(times))
         least, measured = least_time(sandbox, small, budget, RATE_WINDOW, per_call)
+        for waba in small:
+            # A window the calls left short of its budget is where the wall time went.
+            served = Counter(
+                int((r.time - sandbox.rate_window_anchor(waba)) // RATE_WINDOW)
+                for r in bound["calls"]
+                if r.waba_id == waba and r.status == 200
+            )
+            by_window = ", ".join(str(served[w]) for w in range(max(served) + 1)) if served else "none"
+            result.notes.append(f"small-budget WABA {waba}: calls served per window {by_window}")
     # The warm-up's one bulk number and one create are on the sandbox too.
     bulk_numbers = 1 + sum(o["report"]["counts"].get("onboarded", 0) for o in outcomes.values())
     creates_total = 1 + sum(o["creates"] for o in outcomes.values())
