@@ -127,6 +127,8 @@ class SharedBudgets(Protocol):
 
     #: Entries read that were ignored (corrupt, from the future, too old), by reason.
     ignored: Counter[str]
+    #: What the store is, for log lines.
+    description: str
 
     def read(self, name: str) -> SharedReading | None: ...
 

@@ -23,6 +23,7 @@ clock, measured from its own answers; otherwise in the writer's clock.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
@@ -56,6 +57,11 @@ REGAIN_MARGIN = 1.0
 WAITING_GRACE = 20.0
 # Near a budget's end, its waiting list is read at most this often (or each ``refresh``, if shorter).
 WAITING_REFRESH = 0.5
+# A step against the store slower than this is logged: it holds the call back without a word
+# otherwise (a lease's claim waits its settle on top).
+SLOW_SHARE = 2.0
+
+log = logging.getLogger(__name__)
 _OFFSET_SAMPLES = 16
 
 
@@ -80,7 +86,17 @@ class Share(NamedTuple):
 
 
 def run_share(backend: SharedBudgets, share: Share) -> Any:
-    """Carry out one :class:`Share` step against a backend (the drivers call this)."""
+    """Carry out one :class:`Share` step against a backend (the drivers call this); a slow one is logged."""
+    started = time.monotonic()
+    try:
+        return _carry_out(backend, share)
+    finally:
+        took = time.monotonic() - started
+        if took >= SLOW_SHARE:
+            log.info("The shared %s took %.1fs to %s %s", backend.description, took, share.op, share.name)
+
+
+def _carry_out(backend: SharedBudgets, share: Share) -> Any:
     if share.op == "read":
         return backend.read(share.name)
     if share.op == "claim":

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_whatsapp.exceptions import GraphThrottledError
+from airflow_provider_whatsapp.hooks import shared_view
 from airflow_provider_whatsapp.hooks.budgets import (
     FUTURE_TOLERANCE,
     ProcessBudgets,
@@ -239,6 +240,21 @@ def test_a_claim_whose_write_was_slow_does_not_take_the_lease() -> None:
     assert quick.claim("whatsapp_budget.x.waba", 30.0) is False
     variables.values["whatsapp_budget.x.waba.lease"] = json.dumps({"holder": "slow", "until": time.time() - 1})
     assert quick.claim("whatsapp_budget.x.waba", 30.0) is True
+
+
+def test_a_slow_step_against_the_store_is_logged(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+    # A call the store holds back says so: otherwise it waits without a word in its task's log.
+    monkeypatch.setattr(shared_view, "SLOW_SHARE", 0.05)
+    variables = SlowVariables(write_takes=0.06)
+    backend = VariableBudgets(variables, sleep=no_wait, holder="slow")
+    reading = SharedReading(10.0, 0.0, time.time(), "writer", 1.0, "slow")
+    with caplog.at_level(logging.INFO, logger=shared_view.__name__):
+        run_share(backend, Share("write", "whatsapp_budget.x.waba", reading=reading))
+        run_share(backend, Share("read", "whatsapp_budget.x.waba"))
+    [line] = [record.getMessage() for record in caplog.records if record.name == shared_view.__name__]
+    assert (
+        line.startswith("The shared budgets in Airflow Variables took 0.") and "to write whatsapp_budget.x.waba" in line
+    )
 
 
 def test_a_settle_no_longer_than_the_slowest_write_is_refused() -> None:
