@@ -62,8 +62,6 @@ def _seconds(start: str | None, end: str | None) -> float:
 
 def _run(airflow: Any, dag_id: str, rows: list[dict[str, str]], result: Result, **conf: Any) -> dict[str, Any]:
     """Trigger one run; return its wall time, the deployment's CPU over it, its tasks and report."""
-    from tests.e2e.test_deployment import xcom
-
     before = airflow.cpu_seconds()
     run_id = airflow.trigger(dag_id, conf={"numbers": rows, **conf})["dag_run_id"]
     states, slot_seconds = airflow.wait_holding_slots({dag_id: run_id}, timeout=RUN_TIMEOUT)
@@ -72,7 +70,7 @@ def _run(airflow: Any, dag_id: str, rows: list[dict[str, str]], result: Result, 
     result.check(state == "success", f"{dag_id} run ended {state}; logs: {airflow.where_to_look()}")
     details = airflow.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
     instances = airflow.task_instances(dag_id, run_id)
-    report = xcom(airflow, dag_id, run_id, "report")
+    report = airflow.return_value(dag_id, run_id, "report")
     entries = report.get("numbers", []) if isinstance(report, dict) else []
     onboarded = [entry for entry in entries if entry.get("outcome") == "onboarded"]
     result.check(len(onboarded) == len(rows), f"{dag_id}: report lists {len(onboarded)} of {len(rows)} onboarded")
