@@ -49,6 +49,8 @@ ADMISSION_POLL_FIRST = 0.005
 ADMISSION_POLL_MAX = 0.25
 # A call held back this long for its budget takes a place among the budget's waiters.
 WAITER_FROM = 2.0
+# A place taken this long ago is in every other process's count (they read the list before a call).
+COUNTED_AFTER = 2.0
 
 # The steps and the response are tuples, not dataclasses: several are built on every call, and a
 # frozen dataclass's ``__init__`` costs several times as much.
@@ -268,7 +270,7 @@ class GraphExchange:
             if isinstance(found, dict):
                 self.log.info("Graph call %s had been applied before the failure; not sent again", self._label)
                 return found
-        budgets, leased = yield from self._admitted(restartable=not uncertain)
+        budgets, leased, place = yield from self._admitted(restartable=not uncertain)
         if self.observer is not None:
             self.observer.sent(self.usage_store.waba_of(self.connection, self.scope))
         settled = False
@@ -287,15 +289,19 @@ class GraphExchange:
         if self.shared is not None:
             headers = reply.headers if isinstance(reply, RawResponse) else None
             yield from self.shared.publish(self.usage_store, budgets, leased, headers)
+            if place and self.waiter:
+                # Only now: until the others read this call in the budget, they count it as the place.
+                yield from self.shared.unreserve(place, self.waiter)
         return self._outcome(reply, usage)
 
     def _admitted(
         self, restartable: bool
-    ) -> Generator[Action, Reply, tuple[tuple[BudgetKey, ...], tuple[BudgetKey, ...]]]:
+    ) -> Generator[Action, Reply, tuple[tuple[BudgetKey, ...], tuple[BudgetKey, ...], tuple[BudgetKey, ...]]]:
         """Hold the call back until its budgets allow it; then count it as out on them.
 
-        Returns the budgets, and those whose lease the call holds (see
-        :mod:`~airflow_provider_whatsapp.hooks.shared_view`). ``restartable``: nothing was sent
+        Returns the budgets, those whose lease the call holds (see
+        :mod:`~airflow_provider_whatsapp.hooks.shared_view`) and those on which it held a place
+        among the waiters, given up once its answer is shared. ``restartable``: nothing was sent
         that may have been applied, so a long hold may end the call (see :class:`Sleep`).
         """
         store, shared = self.usage_store, self.shared
@@ -303,6 +309,7 @@ class GraphExchange:
         poll = ADMISSION_POLL_FIRST
         held, slept, since = 0.0, 0.0, self.clock()
         reserved: tuple[BudgetKey, ...] = ()
+        reserved_at = float("inf")
         while True:
             budgets = store.budgets_of(self.connection, self.scope)
             if shared is not None:
@@ -316,21 +323,24 @@ class GraphExchange:
                 if pause > 0:
                     if restartable and not reserved and pause >= WAITER_FROM:
                         reserved = yield from self._take_place(budgets, pause)
+                        reserved_at = self.clock()
                     yield Sleep(pause, for_budget=restartable)
                     continue
             given_up = held >= self.policy.max_throttle_wait
-            beyond_waiters = given_up or self._room_beyond_waiters(budgets)
+            beyond_waiters = given_up or shared is None or shared.leaves_waiters_room(store, budgets, self.waiter)
             if given_up or (beyond_waiters and store.has_room(budgets, self.policy.usage_threshold)):
                 # Counted as out at once: asking for a lease below lets the process's other calls
                 # run, and they must not take the same room.
+                place = reserved or (budgets if self.holds_place else ())
+                counted = self.waiter if self.holds_place or self.clock() - reserved_at >= COUNTED_AFTER else None
+                needed = shared.leases_needed(store, budgets) if shared is not None else ()
+                unleased = bool(counted and shared is not None and shared.goes_unleased(store, needed, counted))
                 store.admit(budgets)
-                if shared is None or given_up:
-                    return budgets, ()
+                if shared is None or given_up or unleased:
+                    return budgets, (), place
                 leased = yield from self._leases(budgets)
                 if leased is not None and not shared.taken_over(leased):
-                    if self.waiter and (reserved or self.holds_place):
-                        yield from shared.unreserve(reserved or budgets, self.waiter)
-                    return budgets, leased
+                    return budgets, leased, place
                 # Not held; or just taken over, to be admitted again against the last holder's count.
                 store.withdraw(budgets)
                 if leased is not None:
@@ -343,6 +353,7 @@ class GraphExchange:
             # answers tell whether there is room for this one.
             if restartable and not reserved and held >= WAITER_FROM:
                 reserved = yield from self._take_place(budgets, self.policy.defer_wait_over)
+                reserved_at = self.clock()
             yield Sleep(poll, for_budget=restartable, held=held)
             # By the clock too: on a busy machine the store's round trips outlast the sleeps.
             slept += poll
@@ -358,18 +369,6 @@ class GraphExchange:
         keys = self.shared.leases_needed(self.usage_store, budgets) or budgets
         yield from self.shared.reserve(keys, self.waiter, seconds)
         return keys
-
-    def _room_beyond_waiters(self, budgets: tuple[BudgetKey, ...]) -> bool:
-        """Whether a call leaves the budgets' waiters (other calls that waited for them) their calls."""
-        if self.shared is None:
-            return True
-        for key in budgets:
-            waiting = self.shared.waiting_for(key, self.waiter)
-            reading, left = self.usage_store.reading_of(key), self.usage_store.calls_left(key)
-            # A spent budget's regain wait held the call back already; its answer tells the new window.
-            if waiting and reading is not None and reading.percent < 100 and left is not None and left - waiting < 1:
-                return False
-        return True
 
     def _leases(self, budgets: tuple[BudgetKey, ...]) -> Generator[Action, Reply, tuple[BudgetKey, ...] | None]:
         """The leases of the budgets near their end, all of them; ``None`` when another process holds one."""

@@ -36,6 +36,10 @@ from airflow_provider_whatsapp.hooks.budgets import PROCESS_ID, SharedBudgets, S
 from airflow_provider_whatsapp.hooks.usage import BudgetKey, ConnectionKey, UsageReading, UsageStore
 from airflow_provider_whatsapp.hooks.waiters import turn_of
 
+#: Calls of a budget near its end that a waiter's call sent without the lease leaves to the calls
+#: under it (a reading shared by a call sent at the same moment may miss this one).
+UNLEASED_MARGIN_CALLS = 4
+
 #: A reading at or past this percent is shared with the others (and below it, a change of window).
 SHARE_FROM_PERCENT = 75.0
 #: ...again once it moved this many points on, or once per refresh.
@@ -176,11 +180,6 @@ class SharedView:
         now = time.monotonic()
         near_end = set(self.leases_needed(store, budgets))
         for key in budgets:
-            if key in near_end and now - self._waiting_read_at.get(key, -1e9) >= min(self.refresh, WAITING_REFRESH):
-                # Read under this process's own lease too: its waiters are the others' calls.
-                self._waiting_read_at[key] = now
-                waiting = yield Share("waiting", self.name_of(key))
-                self._waiting[key] = dict(waiting) if isinstance(waiting, Mapping) else {}
             taken_over = key in self._taken_over
             self._taken_over.discard(key)
             if self.holds(key, now) and not taken_over:
@@ -198,6 +197,13 @@ class SharedView:
                 self._merged[key] = seen
                 self._per_call_shared[key] = min(self._per_call_shared.get(key, 100.0), shared.per_call)
                 store.merge_reading(key, self._local(shared), shared.per_call)
+        # After the readings: a process's first call learns from them that a budget is near its end.
+        for key in self.leases_needed(store, budgets):
+            if now - self._waiting_read_at.get(key, -1e9) >= min(self.refresh, WAITING_REFRESH):
+                # Read under this process's own lease too: its waiters are the others' calls.
+                self._waiting_read_at[key] = now
+                waiting = yield Share("waiting", self.name_of(key))
+                self._waiting[key] = dict(waiting) if isinstance(waiting, Mapping) else {}
 
     def waiting_for(self, key: BudgetKey, waiter: str | None) -> int:
         """The calls of a budget that go to waiters before ``waiter``'s, as last read: every
@@ -215,6 +221,35 @@ class SharedView:
                 break
             ahead += calls
         return ahead
+
+    def leaves_waiters_room(self, store: UsageStore, budgets: tuple[BudgetKey, ...], waiter: str | None) -> bool:
+        """Whether a call leaves the budgets' waiters (other calls that waited for them) their calls."""
+        for key in budgets:
+            waiting = self.waiting_for(key, waiter)
+            reading, left = store.reading_of(key), store.calls_left(key)
+            # A spent budget's regain wait held the call back already; its answer tells the new window.
+            if waiting and reading is not None and reading.percent < 100 and left is not None and left - waiting < 1:
+                return False
+        return True
+
+    def goes_unleased(self, store: UsageStore, keys: tuple[BudgetKey, ...], waiter: str) -> bool:
+        """Whether a waiter's call may go out without the leases of ``keys``, budgets near their end.
+
+        Only for a waiter whose place the others have counted (the caller knows it took it a while
+        ago): they leave its call to it, so the lease, which serialises the deployment's calls one
+        handoff at a time, guards nothing the count does not. It goes when its budgets, less the
+        calls of the waiters ahead of it and a margin, still take it; a spent budget whose regain
+        passed (its pacing let the call through) takes a whole window.
+        """
+        for key in keys:
+            reading, left = store.reading_of(key), store.calls_left(key)
+            if waiter not in self._waiting.get(key, {}) or reading is None or left is None:
+                return False
+            if reading.percent >= 100:
+                left += reading.percent / max(store.per_call(key), 0.01)
+            if left - self.waiting_for(key, waiter) - UNLEASED_MARGIN_CALLS < 1:
+                return False
+        return True
 
     def reserve(self, keys: tuple[BudgetKey, ...], waiter: str, seconds: float) -> Generator[Share, Any, None]:
         """Take a place among the budgets' waiters for one call, for ``seconds`` and then some."""

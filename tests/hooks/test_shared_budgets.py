@@ -73,6 +73,7 @@ class Process:
         self.backend = VariableBudgets(variables, sleep=no_wait, holder=name)
         self.view = SharedView(self.backend, refresh=0.0)
         self.sleeps: list[float] = []
+        self.steps: list[str] = []
         self.waiter = waiter
         self.holds_place = holds_place
 
@@ -96,6 +97,7 @@ class Process:
         try:
             for _ in range(1000):
                 action = steps.send(reply)
+                self.steps.append(action.op if isinstance(action, Share) else type(action).__name__)
                 if isinstance(action, Share):
                     reply = run_share(self.backend, action)
                 elif isinstance(action, Sleep):
@@ -380,6 +382,48 @@ def test_waiters_are_served_in_turn_and_never_hold_each_other_back(variables: Va
     assert first.call([answer(100, regain_minutes=1)]) == {"data": []}
     assert all(seconds <= POLICY.slowdown_wait for seconds in first.sleeps), first.sleeps
     assert list(first.backend.waiting(name)) == ["task-b"]
+
+
+def near_end_under_the_triggerers_lease(variables: Variables) -> tuple[Process, str]:
+    """A budget with about a dozen calls left, the triggerer sending under its lease."""
+    triggerer = Process("triggerer:7", variables)
+    for percent in (84, 87, 90, 50):
+        triggerer.call([answer(percent)])
+    name = triggerer.view.name_of((CONN, WABA))
+    assert triggerer.view.holds((CONN, WABA)), "near the end, the triggerer sends under the lease"
+    return triggerer, name
+
+
+def test_a_waiter_the_others_counted_goes_without_waiting_for_the_lease(variables: Variables) -> None:
+    triggerer, name = near_end_under_the_triggerers_lease(variables)
+    triggerer.backend.reserve(name, "task-a", 1, 60.0)
+    back = Process("worker-1:11", variables, waiter="task-a", holds_place=True)
+    # The others leave its call to it: it goes while the triggerer still holds the lease...
+    assert back.call([answer(53)]) == {"data": []}
+    assert "claim" not in back.steps and not back.sleeps, back.steps
+    # ...and keeps its place until its answer is shared, so nobody takes its call meanwhile.
+    assert back.steps.index("unreserve") > back.steps.index("write"), back.steps
+    assert back.backend.waiting(name) == {}
+
+
+def test_a_waiter_behind_too_many_others_waits_for_the_lease(variables: Variables) -> None:
+    triggerer, name = near_end_under_the_triggerers_lease(variables)
+    for ahead in range(10):
+        triggerer.backend.reserve(name, f"task-{ahead}", 1, 60.0)
+    triggerer.backend.reserve(name, "task-z", 1, 60.0)
+    back = Process("worker-1:11", variables, waiter="task-z", holds_place=True)
+    # The waiters ahead take nearly all that is left: its call waits for the lease, not sent.
+    assert back.call([], defer_over=1.0) == "deferred"
+    assert "claim" in back.steps and "Send" not in back.steps, back.steps
+
+
+def test_a_place_just_taken_is_not_yet_counted_by_the_others(variables: Variables) -> None:
+    triggerer, name = near_end_under_the_triggerers_lease(variables)
+    triggerer.backend.reserve(name, "task-a", 1, 60.0)
+    # The same waiter's name, but no deferral behind it: the others may not have read its place.
+    fresh = Process("worker-1:11", variables, waiter="task-a")
+    assert fresh.call([], defer_over=1.0) == "deferred"
+    assert "claim" in fresh.steps and "Send" not in fresh.steps, fresh.steps
 
 
 def test_a_waiter_keeps_one_turn_on_all_its_budgets_when_a_place_was_lost(variables: Variables) -> None:
