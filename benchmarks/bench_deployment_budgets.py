@@ -73,13 +73,17 @@ def run(quick: bool = False) -> Result:
         least, measured = least_time(sandbox, small, budget, RATE_WINDOW, per_call)
         for waba in small:
             # A window the calls left short of its budget is where the wall time went.
-            served = Counter(
-                int((r.time - sandbox.rate_window_anchor(waba)) // RATE_WINDOW)
-                for r in bound["calls"]
-                if r.waba_id == waba and r.status == 200
+            # ...and when in each window its calls went, from the window's start.
+            offsets: dict[int, list[float]] = {}
+            for r in bound["calls"]:
+                if r.waba_id == waba and r.status == 200:
+                    window, offset = divmod(r.time - sandbox.rate_window_anchor(waba), RATE_WINDOW)
+                    offsets.setdefault(int(window), []).append(offset)
+            by_window = ", ".join(
+                f"{len(got)} ({min(got):.1f}-{max(got):.1f} s)" if (got := offsets.get(w)) else "0"
+                for w in range(max(offsets, default=-1) + 1)
             )
-            by_window = ", ".join(str(served[w]) for w in range(max(served) + 1)) if served else "none"
-            result.notes.append(f"small-budget WABA {waba}: calls served per window {by_window}")
+            result.notes.append(f"small-budget WABA {waba}: calls served per window {by_window or 'none'}")
     # The warm-up's one bulk number and one create are on the sandbox too.
     bulk_numbers = 1 + sum(o["report"]["counts"].get("onboarded", 0) for o in outcomes.values())
     creates_total = 1 + sum(o["creates"] for o in outcomes.values())
