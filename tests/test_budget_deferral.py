@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_whatsapp.operators.base import MIN_BUDGET_DEFERRAL, WhatsAppBaseOperator
+from airflow_provider_whatsapp.exceptions import BudgetWaitRequired
+from airflow_provider_whatsapp.operators.base import MIN_BUDGET_DEFERRAL, RESUME_LEAD, WhatsAppBaseOperator
 from airflow_provider_whatsapp.sandbox import GraphSandbox
 
 # Deferring is Airflow's: run on every supported version (scripts/compat).
@@ -21,6 +22,31 @@ class ListNumbersOperator(WhatsAppBaseOperator):
 
     def execute_graph(self, context: Any) -> Any:
         return len(list(self.hook.list_phone_numbers(str(self.hook.default_waba_id))))
+
+
+class SpentBudgetOperator(WhatsAppBaseOperator):
+    """Meets a budget that asks for ``seconds`` of waiting."""
+
+    def __init__(self, *, seconds: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seconds = seconds
+
+    def execute_graph(self, context: Any) -> Any:
+        raise BudgetWaitRequired(self.seconds, "102290129340398")
+
+
+@pytest.mark.whatsapp_sandbox
+@pytest.mark.parametrize(("wait", "deferred_for"), [(60.0, 60.0 - RESUME_LEAD), (16.0, MIN_BUDGET_DEFERRAL)])
+def test_a_deferred_task_comes_back_just_before_its_budget_is_regained(
+    whatsapp_connection: GraphSandbox, wait: float, deferred_for: float
+) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    with pytest.raises(TaskDeferred) as deferred:
+        SpentBudgetOperator(task_id="spent", seconds=wait).execute({})
+    # Its process starts and reads its budgets again meanwhile; the rest of the wait it sleeps.
+    left = (deferred.value.trigger.moment - datetime.now(UTC)).total_seconds()
+    assert deferred_for - 5 <= left <= deferred_for, left
 
 
 @pytest.mark.whatsapp_sandbox(rate_limit=2, rate_window=3600.0)

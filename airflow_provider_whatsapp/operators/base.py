@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 ERROR_XCOM_KEY = "whatsapp_error"
 #: The shortest budget wait an operator defers for, in seconds.
 MIN_BUDGET_DEFERRAL = 15.0
+#: How long before its budget is regained a deferred task comes back, in seconds (at most half
+#: of ``defer_wait_over``). Starting a task process and reading its connection and budgets again
+#: takes about as long on a busy worker, and the others leave the waiter's call to it meanwhile:
+#: back at the reset, it does not hold the new window's other calls back.
+RESUME_LEAD = 5.0
 
 
 def error_details(error: WhatsAppProviderError) -> dict[str, Any]:
@@ -59,7 +64,8 @@ class WhatsAppBaseOperator(WhatsAppHookMixin, BaseOperator):
 
             # Never shorter than the floor: a trigger that fires before the scheduler has seen the
             # deferring attempt exit fails the task (https://github.com/apache/airflow/issues/72716).
-            seconds = max(wait.seconds, MIN_BUDGET_DEFERRAL)
+            lead = min(RESUME_LEAD, self.hook.retry_policy.defer_wait_over / 2)
+            seconds = max(wait.seconds - lead, MIN_BUDGET_DEFERRAL)
             self.log.info("Deferring for %.0fs: %s; the call is made once it is regained", seconds, wait)
             self.defer(
                 trigger=TimeDeltaTrigger(timedelta(seconds=seconds)),
