@@ -231,8 +231,9 @@ class _Guarded:
 
     def _change_places(self, name: str, waiter: str, place: tuple[int, float] | None) -> None:
         # Read, changed, written back. Another waiter's read-modify-write at the same moment may
-        # undo this one's: a place taken is read back once the others' writes have landed, and
-        # taken again when it was lost (a lost place costs its waiter its turn for a window).
+        # undo this one's: the change is read back once the others' writes have landed, and made
+        # again when it was undone (a lost place costs its waiter its turn for a window; a place
+        # given up that came back holds the others back for a waiter gone until it runs out).
         if self.down:
             return
         try:
@@ -248,11 +249,9 @@ class _Guarded:
                     calls, seconds = place
                     places[waiter] = (calls, now + seconds, turn_of(waiter, places.get(waiter, (0, 0, now))[2]))
                 self._set(f"{name}.waiting", encode_places(places))
-                if place is None:
-                    return
                 # A rival's read-modify-write takes about as long as this one did.
                 self._pause(min(PLACE_SETTLE_MAX, max(PLACE_SETTLE_MIN, 2 * (time.monotonic() - began))))
-                if waiter in self._places(name, time.time()):
+                if (waiter in self._places(name, time.time())) == (place is not None):
                     return
         except Exception as error:
             self._unreachable("written", error)

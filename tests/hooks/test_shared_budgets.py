@@ -485,6 +485,17 @@ def test_a_place_undone_by_a_rivals_write_is_taken_again() -> None:
     assert backend.waiting("whatsapp_budget.x.waba") == {"task-b": 1, "task-a": 1}
 
 
+def test_a_place_given_up_that_a_rivals_write_brought_back_is_given_up_again() -> None:
+    variables = OverwrittenOnce(rival="")
+    backend = VariableBudgets(variables, sleep=no_wait)
+    backend.reserve("whatsapp_budget.x.waba", "task-a", 1, 60.0)
+    # The rival read the list with task-a's place in it, and writes it back after task-a's call.
+    variables.rival = "task-b"
+    backend.unreserve("whatsapp_budget.x.waba", "task-a")
+    # Read back, the place was there again: given up again, the rival's kept.
+    assert backend.waiting("whatsapp_budget.x.waba") == {"task-b": 1}
+
+
 def test_a_waiter_that_never_comes_back_holds_the_budget_only_for_a_while(variables: Variables) -> None:
     backend = VariableBudgets(variables, sleep=no_wait, holder="worker-1:11")
     backend.reserve("whatsapp_budget.x.waba", "task-a", 1, 0.05)
