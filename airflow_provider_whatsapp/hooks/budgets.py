@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import random
 import socket
 import threading
 import time
@@ -49,8 +50,8 @@ FUTURE_TOLERANCE = 30.0
 MAX_READING_AGE = 3600.0
 # Warnings about an unreachable store are repeated at most this often.
 WARN_EVERY = 60.0
-#: Times a waiter takes its place, each read back a moment later (a rival's write may undo it).
-PLACE_TRIES = 3
+#: Times a waiter takes or gives up its place, each read back a moment later (a rival's write may undo it).
+PLACE_TRIES = 6
 #: The moment: twice the place's own read and write, within these bounds (seconds).
 PLACE_SETTLE_MIN, PLACE_SETTLE_MAX = 0.05, 1.0
 # Clocks of a deployment's machines may differ this much (a lease renewed closer to its end).
@@ -250,9 +251,11 @@ class _Guarded:
                     places[waiter] = (calls, now + seconds, turn_of(waiter, places.get(waiter, (0, 0, now))[2]))
                 self._set(f"{name}.waiting", encode_places(places))
                 # A rival's read-modify-write takes about as long as this one did.
-                self._pause(min(PLACE_SETTLE_MAX, max(PLACE_SETTLE_MIN, 2 * (time.monotonic() - began))))
+                self._pause(settle := min(PLACE_SETTLE_MAX, max(PLACE_SETTLE_MIN, 2 * (time.monotonic() - began))))
                 if (waiter in self._places(name, time.time())) == (place is not None):
                     return
+                # Undone: tried again a random moment later, so that the rivals' tries spread out.
+                self._pause(random.uniform(0.0, settle))
         except Exception as error:
             self._unreachable("written", error)
 
